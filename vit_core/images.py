@@ -17,8 +17,9 @@ from PIL import Image, ImageOps
 
 # Pillow format IDs we let Image.open even try. Anything else (PSD, ICO, EPS,
 # PDF...) is refused unopened; EPS in particular would start Ghostscript.
-# MPO is how Pillow names the multi-picture JPEGs many phones write.
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# The multi-picture JPEGs many phones write come in through "JPEG" (Pillow then
+# reports them as "MPO"); "MPO" itself is not an opener name and must not be listed.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_PIXELS = 50_000_000
 # A 50 MP phone JPEG at high quality is roughly 15-25 MB; leave some headroom.
 MAX_BYTES = 30 * 1024 * 1024
@@ -28,15 +29,17 @@ ACCEPTED_HELP = (
     f"up to {MAX_PIXELS // 1_000_000} megapixels and {MAX_BYTES // (1024 * 1024)} MB."
 )
 
-# Leading bytes of things people upload by mistake, so the refusal can name them.
-# Checked only after Pillow has failed, so no accepted file is ever refused here.
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "a JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "a PNG"),
-    (b"GIF8", "a GIF"),
-    (b"BM", "a BMP"),
-    (b"II*\x00", "a TIFF"),
-    (b"MM\x00*", "a TIFF"),
+# Leading bytes of files, so a refusal can say what the upload seems to be.
+# Consulted only after Pillow has failed, so it never refuses anything itself.
+_ACCEPTED_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_OTHER_MAGIC = (
     (b"8BPS", "a Photoshop (PSD) file"),
     (b"%PDF", "a PDF document"),
     (b"%!PS", "a PostScript/EPS file"),
@@ -57,24 +60,28 @@ def image_sha256(data: bytes) -> str:
 
 
 def _describe(data: bytes) -> str:
-    """Guess what unreadable bytes are, so the message can say so."""
+    """Say, for a person, what bytes Pillow could not open seem to be."""
     head = data[:64]
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
-        return "a HEIC/HEIF/AVIF photo (export or share it as JPEG instead)"
+        # The iPhone default, so worth a specific hint.
+        return "it is a HEIC/HEIF/AVIF photo, which is not accepted; share or export it as JPEG"
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "a WebP"
-    for magic, name in _SIGNATURES:
+        return "it looks like a WebP, but it is damaged or incomplete"
+    for magic, name in _ACCEPTED_MAGIC:
         if head.startswith(magic):
-            return name
+            return f"it looks like a {name}, but it is damaged or incomplete"
+    for magic, name in _OTHER_MAGIC:
+        if head.startswith(magic):
+            return f"it is {name}, which is not accepted"
     try:
         text = data[:4096].decode("utf-8").lstrip("\ufeff \t\r\n").lower()
     except UnicodeDecodeError:
-        return "not an image file"
+        return "its contents do not match any known image format"
     if "<svg" in text:
-        return "an SVG drawing"
+        return "it looks like an SVG drawing, which is not accepted"
     if text.startswith(("<!doctype html", "<html")) or "<body" in text:
-        return "an HTML page"
-    return "text, not an image"
+        return "it looks like an HTML web page, not an image"
+    return "it looks like text, not an image"
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -84,7 +91,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     16-bit photo into a near-white blob, so divide by the range of the bit depth
     instead.
     """
-    arr = np.asarray(im).astype(np.float64)
+    arr = np.nan_to_num(np.asarray(im).astype(np.float64))
     top = float(arr.max()) if arr.size else 0.0
     if im.mode.startswith("I;16"):
         full = 65535.0
@@ -92,9 +99,9 @@ def _to_8bit(im: Image.Image) -> Image.Image:
         full = 1.0  # float images conventionally hold 0..1
     else:
         # Mode "I" carries no bit depth, so take the smallest that holds the data.
-        full = next(2.0**bits - 1 for bits in (8, 16, 32) if top <= 2.0**bits - 1)
+        full = next((2.0**bits - 1 for bits in (8, 16, 32) if top <= 2.0**bits - 1), top)
     scaled = np.clip(np.rint(arr * (255.0 / full)), 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
+    return Image.fromarray(scaled)  # 2-D uint8 becomes mode "L"
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -148,8 +155,7 @@ def load_image(data: bytes) -> Image.Image:
         ) from exc
     except Exception as exc:  # Pillow raises many types for unreadable headers.
         raise ImageError(
-            f"This file is not an image that can be read (it looks like "
-            f"{_describe(data)}). {ACCEPTED_HELP}"
+            f"This file cannot be read as an image: {_describe(data)}. {ACCEPTED_HELP}"
         ) from exc
 
     with im:

@@ -1,0 +1,197 @@
+"""What every page shares: the page list, the sidebar (image, model, device) and cached analysis.
+
+Not a page itself (app.py registers pages explicitly). AppTest drops elements that app.py writes
+before ``pg.run()`` on reruns, so each page calls ``sidebar()`` itself.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from vit_core import explain, figures, images, loading
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "assets" / "samples"
+USER_MODELS = ROOT / "models"  # models trained in the app (git-ignored)
+DEFAULT_SPEC = "bundled:shapes-vit"
+IMAGENET_DEFAULT = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
+
+# (file, title, url path, icon), in lecture order. app.py and Previous/Next both read this.
+PAGES = [
+    ("pages/overview.py", "Overview: 16x16 words", "overview", ":material/home:"),
+    ("pages/history.py", "A brief history", "history", ":material/history:"),
+    ("pages/pixels_as_tokens.py", "Why not pixels?", "pixels", ":material/grid_on:"),
+    ("pages/patches.py", "1 · Patches", "patches", ":material/apps:"),
+    ("pages/patch_embedding.py", "2 · Patch embedding", "embedding", ":material/linear_scale:"),
+    ("pages/position_embeddings.py", "3 · Position embeddings", "positions", ":material/my_location:"),
+    ("pages/self_attention.py", "4 · Self-attention", "self-attention", ":material/functions:"),
+    ("pages/attention.py", "5 · Attention maps", "attention", ":material/visibility:"),
+    ("pages/prediction.py", "6 · Prediction", "prediction", ":material/flag:"),
+    ("pages/vit_in_numbers.py", "ViT in numbers", "numbers", ":material/leaderboard:"),
+    ("pages/critics_impact.py", "Critics and impact", "impact", ":material/forum:"),
+    ("pages/train.py", "Train a ViT live", "train", ":material/model_training:"),
+    ("pages/appendix.py", "Appendix: self-attention", "appendix", ":material/menu_book:"),
+]
+
+
+@dataclass
+class Ctx:
+    """What the sidebar chose, for the page to use."""
+
+    spec: str
+    loaded: loading.LoadedModel
+    image_name: str
+    image_bytes: bytes
+    sha: str
+    device: str
+
+    def analysis(self) -> explain.Analysis:
+        return get_analysis(self.spec, self.sha, self.image_bytes)
+
+    def figures(self) -> explain.ModelFigures:
+        return get_model_figures(self.spec)
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def get_model(spec: str) -> loading.LoadedModel:
+    """One model per spec, shared by every session (eval mode; nothing per-call stored on it)."""
+    loaded = loading.load_model(spec)
+    if torch.cuda.is_available():
+        loaded.model.to("cuda")
+    return loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def get_model_figures(spec: str) -> explain.ModelFigures:
+    return explain.model_figures(get_model(spec).model)
+
+
+# Keyed on the full SHA-256 of the file bytes (the leading underscore keeps Streamlit from
+# hashing the bytes itself: its sampling hash confuses near-identical images).
+@st.cache_resource(show_spinner=False, max_entries=24, ttl=3600)
+def get_analysis(spec: str, sha: str, _data: bytes) -> explain.Analysis:
+    loaded = get_model(spec)
+    return explain.analyze(loaded.model, loaded.transform, loaded.data_config, images.load_image(_data))
+
+
+def sample_names() -> list[str]:
+    return sorted(p.name for p in SAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def model_choices() -> list[tuple[str, str]]:
+    choices = list(loading.CATALOG)
+    if USER_MODELS.exists():
+        choices += [(f"file:{p}", f"Trained here: {p.stem}") for p in loading.list_user_models(USER_MODELS)]
+    return choices
+
+
+def default_spec() -> str:
+    """The bundled model, unless ImageNet weights are already cached on this machine."""
+    try:
+        if loading.model_status(IMAGENET_DEFAULT).state == "cached":
+            return IMAGENET_DEFAULT
+    except Exception:  # a status probe must never break the page
+        pass
+    return DEFAULT_SPEC
+
+
+def _pick_image(bundled: bool) -> tuple[str, bytes]:
+    names = sample_names()
+    source = st.sidebar.radio("Image source", ["Sample", "Upload", "Camera"], horizontal=True,
+                              key="source", bind="query-params")
+    data, name = None, None
+    if source == "Upload":
+        up = st.sidebar.file_uploader("Your image", type=None, key="upload",
+                                      help=images.ACCEPTED_HELP)
+        if up is not None:
+            data, name = up.getvalue(), up.name
+    elif source == "Camera":
+        shot = st.sidebar.camera_input("Take a picture", key="camera")
+        if shot is not None:
+            data, name = shot.getvalue(), "camera"
+    if data is None:
+        preferred = [n for n in names if n.startswith("shapes")] if bundled else [n for n in names if not n.startswith("shapes")]
+        default = (preferred or names)[0]
+        sample = st.sidebar.selectbox("Sample image", names, index=names.index(default), key="sample",
+                                      bind="query-params")
+        name = sample
+        data = (SAMPLES / sample).read_bytes()
+    return name, data
+
+
+def sidebar() -> Ctx:
+    """Draw the shared sidebar and return the chosen model and image (valid, decoded once)."""
+    st.sidebar.markdown("### ViT Explainer")
+    choices = model_choices()
+    labels = dict(choices)
+    specs = [s for s, _ in choices]
+    default = default_spec()
+    spec = st.sidebar.selectbox("Model", specs, index=specs.index(default) if default in specs else 0,
+                                format_func=lambda s: labels.get(s, s), key="model", bind="query-params")
+    status = loading.model_status(spec)
+    st.sidebar.caption(f"Status: **{status.state}**" + (f" · {status.size_mb:.0f} MB" if status.size_mb else "")
+                       + (f" · {status.note}" if status.note else ""))
+    if status.state in ("downloadable", "unavailable"):
+        spec = _offer_download(spec, status)
+    loaded = get_model(spec)
+    st.sidebar.caption(loaded.description)
+    if loaded.source == "bundled":
+        st.sidebar.info("Running the bundled Shapes ViT (trained by this project, works offline). "
+                        "For ImageNet predictions pick an ImageNet model and download it, or before a "
+                        "lecture run `python -m vit_core.prefetch " + IMAGENET_DEFAULT + "`.")
+    name, data = _pick_image(loaded.source == "bundled")
+    try:
+        images.load_image(data)
+    except images.ImageError as err:
+        st.error(f"**{name}** could not be used: {err}")
+        fallback = sample_names()[0]
+        st.info(f"Showing the sample image {fallback} instead.")
+        name, data = fallback, (SAMPLES / fallback).read_bytes()
+    st.sidebar.caption(f"Device: {device_name()}")
+    return Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data,
+               sha=images.image_sha256(data), device=device_name())
+
+
+def _offer_download(spec: str, status) -> str:
+    """Download button with a progress bar; until then the page runs on the bundled model."""
+    if status.state == "downloadable":
+        label = "Download weights" + (f" ({status.size_mb:.0f} MB)" if status.size_mb else "")
+        if st.sidebar.button(label, key="download"):
+            bar = st.sidebar.progress(0.0, text="Starting download…")
+            try:
+                loading.load_model(spec, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+                bar.progress(1.0, text="Downloaded")
+                return spec
+            except loading.ModelUnavailable as err:
+                st.sidebar.error(str(err))
+    else:
+        st.sidebar.warning(status.note or "This model is not available offline.")
+    st.sidebar.caption("Meanwhile the bundled Shapes ViT is shown.")
+    return DEFAULT_SPEC
+
+
+def header(title: str, intro: str) -> None:
+    st.title(title)
+    st.markdown(intro)
+
+
+def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:
+    st.download_button(label, figures.to_png(img), file_name=filename, mime="image/png", key=key)
+
+
+def code_box(*objs) -> None:
+    """'In the code': the vit_core source that computed this page, read at run time."""
+    with st.expander("In the code", expanded=False):
+        for obj in objs:
+            st.caption(f"{obj.__module__}.{obj.__qualname__}")
+            st.code(inspect.getsource(obj), language="python")
