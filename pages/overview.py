@@ -1,0 +1,72 @@
+"""Overview: the whole pipeline with this image flowing through it, with the model's real sizes."""
+import numpy as np
+import streamlit as st
+
+from pages._common import code_box, header, png_button, sidebar
+from vit_core import explain, figures
+
+ctx = sidebar()
+cfg = ctx.loaded.model.cfg
+header("An image is worth 16x16 words",
+       "A Vision Transformer (Dosovitskiy et al., 2020) reads an image the way BERT reads a sentence: "
+       "it cuts the image into square **patches**, turns each patch into a vector (a *word*), and lets "
+       "every patch look at every other patch through **self-attention**. Below, your image goes through "
+       "the model that is loaded right now; every number is computed live.")
+
+with st.status("Analysing the image…", expanded=False) as status:
+    a = ctx.analysis()
+    status.update(label=f"Analysed in {a.seconds * 1000:.0f} ms on {ctx.device}", state="complete")
+
+gh, gw = a.grid
+P = a.patch_size
+N = gh * gw
+T = a.num_tokens
+D = cfg.embed_dim
+C = cfg.in_chans
+H, W = a.image.shape[:2]
+names = ctx.loaded.class_names
+
+st.subheader("The shape of the computation")
+steps = [
+    ("Image", f"{C} x {H} x {W}", "after resize, crop and normalise"),
+    ("Patches", f"{gh} x {gw} = {N} patches", f"each {C} x {P} x {P} = {C * P * P} values"),
+    ("Patch embedding", f"{N} x {D}", f"one linear map {C * P * P} -> {D}"),
+    ("+ [CLS] + positions", f"{T} x {D}", f"{T - N} extra token(s); learned position embeddings added"),
+    (f"{cfg.depth} encoder blocks", f"{T} x {D}", f"{cfg.num_heads} heads of {D // cfg.num_heads} dims; "
+                                                   f"{T}^2 = {T * T:,} attention scores per head"),
+    ("[CLS] -> head", f"{D} -> {cfg.num_classes or 'features'}",
+     "LayerNorm, then a linear layer to the classes" if cfg.num_classes else "feature extractor: no class head"),
+]
+cols = st.columns(len(steps))
+for col, (title, shape, note) in zip(cols, steps):
+    col.metric(title, shape)
+    col.caption(note)
+
+left, mid, right = st.columns([1, 1, 1])
+with left:
+    st.markdown("**1. The model's view of your image**")
+    st.image(a.image, width="stretch")
+with mid:
+    st.markdown(f"**2. Cut into {N} patches of {P}x{P}**")
+    grid_img = figures.draw_grid(figures.upscale(a.image, max(1, 448 // H)), P * max(1, 448 // H))
+    st.image(grid_img, width="stretch")
+    png_button(grid_img, "patch-grid.png", key="dl_grid")
+with right:
+    last = explain.patch_map(a, a.rollout[-1][0])
+    st.markdown(f"**3. Where [CLS] gathered information from** (rollout after {cfg.depth} layers)")
+    over = figures.overlay(a.image, last)
+    st.image(over, width="stretch")
+    png_button(over, "rollout.png", key="dl_rollout")
+
+st.subheader("4. The prediction")
+if a.probs.size:
+    top = np.argsort(a.probs)[::-1][:5]
+    labels = [names[i] if i < len(names) else f"class {i}" for i in top]
+    st.plotly_chart(figures.bar_chart(labels, a.probs[top], title="Top-5 classes"), key="top5")
+    st.markdown(f"The model says **{labels[0]}** with probability **{a.probs[top[0]]:.1%}**.")
+else:
+    st.info("This model has no classification head (a feature extractor, e.g. DINO): "
+            "its attention maps are still meaningful.")
+
+st.caption(f"Model: {ctx.loaded.description}  ·  image: {ctx.image_name}  ·  device: {ctx.device}")
+code_box(explain.analyze)
