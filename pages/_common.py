@@ -180,7 +180,14 @@ def _offer_download(spec: str, status) -> str:
     return DEFAULT_SPEC
 
 
-def header(title: str, intro: str) -> None:
+def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
+    """Page title and introduction, plus the lecture tools every page shares (pages/_present.py):
+    presentation mode (?present=1) with Previous/Next, the share-this-view link and QR code, and
+    the handout download (which needs the page's Ctx; found as the page's module-level `ctx`
+    when not passed)."""
+    from pages import _present  # imports this module: import here, not at the top
+
+    _present.lecture_chrome(ctx if ctx is not None else _present.find_ctx())
     st.title(title)
     st.markdown(intro)
 

@@ -41,7 +41,7 @@ MAX_ROTATION = {
 _T = 256  # template resolution; ~1 template pixel per image pixel for the largest objects
 _EXT = 1.25  # templates cover [-_EXT, _EXT]^2 in shape units; every shape fits radius ~1.05
 _STAMP = 15  # clutter stamp size (px); well below the 16-px patch and the smallest object
-_CHUNK = 64  # images rendered per step; keeps per-step tensors cache-sized
+_CHUNK = 32  # images per step: small enough that big temporaries reuse heap memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +106,12 @@ def _inside(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if name == "crescent":
         return (r2 <= 1.0) & ((x - 0.45) ** 2 + (y - 0.2) ** 2 > 0.78**2)
     if name == "heart":  # classic implicit heart, rescaled so its box is centred
-        hx, hy = x * 1.1, y * 1.1 + 0.118
+        hx, hy = x * 1.2, y * 1.2 + 0.118
         return (hx * hx + hy * hy - 1) ** 3 - hx * hx * hy**3 <= 0
     a, ln, w = 0.3, 0.95, 0.2
     polys = {
         "square": [(0.7, 0.7), (-0.7, 0.7), (-0.7, -0.7), (0.7, -0.7)],
-        "triangle": [(vx * 1.1, vy * 1.1 - 0.25) for vx, vy in _regular(3, 1.0, 90)],
+        "triangle": [(vx, vy - 0.25) for vx, vy in _regular(3, 1.0, 90)],
         "hexagon": _regular(6, 1.0, 0),
         "star": [(r * math.cos(t), r * math.sin(t)) for i in range(10)
                  for r, t in [((1.0, 0.45)[i % 2], math.pi / 2 + i * math.pi / 5)]],
@@ -133,17 +133,17 @@ def _supersampled_grid(pixels: int, half_extent: float, ss: int = 4):
 
 @functools.lru_cache(maxsize=1)
 def _templates():
-    """Returns (atlas (1,1,T,C*T), area per class in shape units^2, extent per class)."""
+    """Returns (tiles (C,1,1,T,T), area per class in shape units^2, extent per class)."""
     x, y = _supersampled_grid(_T, _EXT)
     tiles, areas, extents = [], [], []
+    r = torch.hypot(x[::4, ::4], y[::4, ::4]).float()
     for name in CLASSES:
         inside = _inside(name, x, -y).double()  # template rows run downwards
-        alpha = F.avg_pool2d(inside[None, None], 4)[0, 0].float()
-        tiles.append(alpha)
+        alpha = F.avg_pool2d(inside[None, None], 4)[0].float()
+        tiles.append(alpha[None])
         areas.append(alpha.mean().item() * (2 * _EXT) ** 2)
-        r = torch.hypot(x[::4, ::4], y[::4, ::4]).float()
-        extents.append(r[alpha > 0.01].max().item())
-    return torch.cat(tiles, dim=1)[None, None], torch.tensor(areas), torch.tensor(extents)
+        extents.append(r[alpha[0] > 0.01].max().item())
+    return torch.stack(tiles), torch.tensor(areas), torch.tensor(extents)
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,131 +162,146 @@ def _stamps() -> torch.Tensor:
 
 
 def _colours(luma: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random-hue RGB colours with (approximately) the given luma, shape (..., 3)."""
+    """Random-hue colours of roughly the given luma, shape (..., 3), in 0.5..255.5.
+
+    The +0.5 offset survives every later blend (lerps are affine), so the final
+    float -> uint8 truncation rounds to nearest without an extra pass.
+    """
     cb, cr = (torch.rand((2, *luma.shape), generator=g) - 0.5) * 0.5
     rgb = torch.stack([luma + 1.402 * cr, luma - 0.344 * cb - 0.714 * cr, luma + 1.772 * cb], -1)
-    return rgb.clamp(0, 1)
+    return rgb.clamp(0, 1) * 255 + 0.5
+
+
+def _outer_add(row: torch.Tensor, col: torch.Tensor, out: torch.Tensor | None = None):
+    """out[b, i, j] = row[b, j] + col[b, i]: a plane in one pass instead of a matmul."""
+    return torch.add(row[:, None, :], col[:, :, None], out=out)
 
 
 def _background(b: int, size: int, g: torch.Generator) -> torch.Tensor:
     """Per-image blend weights in [0, 1], shape (b, 1, size, size), of four texture kinds."""
     kind = torch.randint(0, 4, (b,), generator=g)
     angle = torch.rand(b, generator=g) * 2 * math.pi
-    period = 10 + 30 * torch.rand(b, generator=g)  # px; stripes from fine to broad
+    period = 10 + 30 * torch.rand(b, generator=g)  # px; from fine to broad stripes
     phase = torch.rand(2, b, generator=g) * 2 * math.pi
     sharp = 1 + 4 * torch.rand(b, generator=g)
     noise = torch.rand(b, 1, 5, 5, generator=g)
     lin = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) / (size / 2)
-    xs, ys = lin.view(1, 1, 1, -1), lin.view(1, 1, -1, 1)
     t = torch.empty(b, 1, size, size)
     for k in range(4):
         idx = (kind == k).nonzero().flatten()
         if idx.numel() == 0:
             continue
-        v = lambda p: p[idx].view(-1, 1, 1, 1)  # noqa: E731 - per-image scalar view
-        cos, sin = v(angle.cos()), v(angle.sin())
-        if k == 0:  # linear gradient across the image
-            tk = (0.5 + 0.5 * (xs * cos + ys * sin)).clamp_(0, 1)
-        elif k == 1:  # smooth value noise
-            tk = F.interpolate(noise[idx], size=(size, size), mode="bicubic", align_corners=True)
-            tk = tk.clamp_(0, 1)
+        cos, sin = angle[idx].cos()[:, None], angle[idx].sin()[:, None]
+        if k == 0:  # linear gradient; the 1/(2*sqrt 2) keeps it inside [0, 1] unclamped
+            tk = _outer_add(0.5 + lin * cos / 2.83, lin * sin / 2.83)
+        elif k == 1:  # smooth value noise; bicubic only to 1/4 size, as it is costly
+            tk = F.interpolate(noise[idx], size=(size // 4,) * 2, mode="bicubic", align_corners=True)
+            tk = F.interpolate(tk.clamp_(0, 1), size=(size, size), mode="bilinear")[:, 0]
         else:
-            w = v(math.pi * size / period)
-            u = torch.sin(w * (xs * cos + ys * sin) + v(phase[0]))
+            w = (math.pi * size / period[idx])[:, None]
+            tk = _outer_add(w * lin * cos + phase[0, idx, None], w * lin * sin).sin_()
             if k == 3:  # checker: product of two orthogonal waves
-                u = u * torch.sin(w * (ys * cos - xs * sin) + v(phase[1]))
-            tk = (u * v(sharp)).clamp_(-1, 1).mul_(0.5).add_(0.5)
-        t[idx] = tk
+                tk *= _outer_add(-w * lin * sin + phase[1, idx, None], w * lin * cos).sin_()
+            tk = tk.mul_(sharp[idx, None, None] / 2).clamp_(-0.5, 0.5).add_(0.5)
+        t[idx] = tk[:, None]
     return t
 
 
 def _paste_clutter(img: torch.Tensor, cfg: ShapesConfig, g: torch.Generator) -> None:
-    """Alpha-composites small stamps into ``img`` in place, one stamp slot at a time."""
+    """Alpha-composites small stamps into ``img`` (b, 3, S, S) in place."""
     b, _, size, _ = img.shape
     bank = _stamps()
     k_max = cfg.clutter[1]
     count = torch.randint(cfg.clutter[0], k_max + 1, (b,), generator=g)
     which = torch.randint(0, len(bank), (k_max, b), generator=g)
     pos = torch.randint(0, size - _STAMP + 1, (k_max, b, 2), generator=g)
-    colour = torch.rand(k_max, b, 3, generator=g)
+    colour = torch.rand(k_max, b, 3, 1, 1, generator=g) * 255 + 0.5
+    alpha = bank[which] * (torch.arange(k_max)[:, None] < count).float()[..., None, None]
     ar = torch.arange(_STAMP)
-    bi = torch.arange(b).view(b, 1, 1, 1)
-    ci = torch.arange(3).view(1, 3, 1, 1)
+    plane = (torch.arange(b)[:, None] * 3 + torch.arange(3)) * size * size  # (b, 3)
+    flat_idx = (plane[None, :, :, None, None]
+                + (pos[..., 0, None, None, None] + ar[:, None]) * size
+                + pos[..., 1, None, None, None] + ar)  # (k_max, b, 3, STAMP, STAMP)
+    flat = img.view(-1)
+    # One slot at a time: within a slot each image owns its own pixels, so the
+    # gather/blend/scatter never collides and later stamps correctly cover earlier ones.
     for k in range(k_max):
-        # Slots past an image's count get zero alpha; within one slot every image owns
-        # its own pixels, so gather/blend/scatter never overlaps and stays deterministic.
-        alpha = bank[which[k]] * (k < count).float().view(b, 1, 1)
-        ys = (pos[k, :, 0].view(b, 1, 1, 1) + ar.view(1, 1, -1, 1))
-        xs = (pos[k, :, 1].view(b, 1, 1, 1) + ar.view(1, 1, 1, -1))
-        patch = img[bi, ci, ys, xs]
-        img[bi, ci, ys, xs] = torch.lerp(patch, colour[k].view(b, 3, 1, 1), alpha[:, None])
+        idx = flat_idx[k].reshape(-1)
+        patch = flat[idx].view(b, 3, _STAMP, _STAMP)
+        flat.index_copy_(0, idx, torch.lerp(patch, colour[k], alpha[k][:, None]).reshape(-1))
 
 
-def _render_chunk(labels: torch.Tensor, size: int, cfg: ShapesConfig, g: torch.Generator):
+def _draw_objects(img, masks, labels, colour, centre, radius, reach, sx, sy, rot, cfg) -> None:
+    """Draws each object through its affine map into ``img`` and writes its mask.
+
+    Work is limited to a square crop around each object (shared per class so one
+    ``grid_sample`` serves the group): objects cover a fraction of the image, and
+    sampling and blending are the costliest per-pixel steps.
+    """
+    tiles = _templates()[0]
+    size = img.shape[-1]
+    masks.zero_()
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        n = idx.numel()
+        half = radius[idx] * reach[idx] + 2  # object lies within centre +- half
+        h = min(size, int(2 * half.max().ceil().item()) + 2)
+        origin = (centre[idx] - h / 2).round().clamp(0, size - h)  # (n, 2) as (x, y)
+        pix = torch.arange(h, dtype=torch.float32)
+        dx = pix + (origin[:, :1] - centre[idx, :1])  # (n, h) offsets from the centre
+        dy = pix + (origin[:, 1:] - centre[idx, 1:])
+        cos, sin = rot[idx, None].cos(), rot[idx, None].sin()
+        su, sv = (radius * sx * _EXT)[idx, None], (radius * sy * _EXT)[idx, None]
+        grid = torch.empty(n, h, h, 2)
+        _outer_add(cos * dx / su, sin * dy / su, out=grid[..., 0])
+        _outer_add(-sin * dx / sv, cos * dy / sv, out=grid[..., 1])
+        alpha = F.grid_sample(tiles[c].expand(n, -1, -1, -1), grid, align_corners=True)
+        fill = colour[idx]
+        if cfg.fill_texture > 0:  # weak class-specific stripes in the shape's own frame
+            a = 0.63 * c
+            wave = (grid[..., 0] * math.cos(a) + grid[..., 1] * math.sin(a)) * (5 + 1.1 * c)
+            fill = (fill * (1 + cfg.fill_texture * wave.sin_()[:, None])).clamp_(0.5, 255.5)
+        for k, (i, (x0, y0)) in enumerate(zip(idx.tolist(), origin.int().tolist())):
+            img[i, :, y0:y0 + h, x0:x0 + h].lerp_(fill[k], alpha[k])
+            torch.gt(alpha[k, 0], 0.5, out=masks[i, y0:y0 + h, x0:x0 + h])
+
+
+def _render_chunk(labels, size, cfg, g, images_out, masks_out, img) -> None:
+    """Renders ``labels`` into uint8 image and bool mask slices, using float buffer ``img``."""
     b = labels.numel()
-    atlas, areas, extents = _templates()
-    n_cls = len(CLASSES)
+    _, areas, extents = _templates()
 
     # Colours: object and background sit on opposite sides of a luminance gap so the
     # object is always visible; polarity and hue are independent of the class.
     light = torch.rand(b, generator=g) < 0.5
-    lo, hi = 0.05, 0.95
-    obj_y = torch.where(light, 0.65 + 0.3 * torch.rand(b, generator=g),
+    gap, lo, hi = cfg.min_contrast, 0.05, 0.95
+    obj_y = torch.where(light, hi - 0.3 * torch.rand(b, generator=g),
                         lo + 0.3 * torch.rand(b, generator=g))
-    gap = cfg.min_contrast
     bg_lo = torch.where(light, torch.full_like(obj_y, lo), obj_y + gap)
     bg_hi = torch.where(light, obj_y - gap, torch.full_like(obj_y, hi))
     bg_y = bg_lo + (bg_hi - bg_lo).clamp(min=0) * torch.rand(2, b, generator=g)
-    bg = _colours(bg_y, g)  # (2, b, 3)
-    obj = _colours(obj_y, g)
+    bg = _colours(bg_y, g)[..., None, None]  # (2, b, 3, 1, 1)
+    obj = _colours(obj_y, g)[..., None, None]
 
-    t = _background(b, size, g)
-    img = torch.lerp(bg[0].view(b, 3, 1, 1), bg[1].view(b, 3, 1, 1), t)
+    # addcmul into a reused buffer: far cheaper than a broadcasting lerp into fresh memory.
+    torch.addcmul(bg[0], _background(b, size, g), bg[1] - bg[0], out=img)
     _paste_clutter(img, cfg, g)
 
-    # Object geometry: area (log-uniform) sets the radius in pixels via the template's
-    # own area, so every class covers the same range of pixels and size is no cue.
+    # Geometry: the sampled area fraction sets the radius through the template's own
+    # area, so all classes cover the same range of pixels and size is no cue.
     la, lb = math.log(cfg.area[0]), math.log(cfg.area[1])
     area = torch.exp(la + (lb - la) * torch.rand(b, generator=g))
     aspect = cfg.aspect[0] + (cfg.aspect[1] - cfg.aspect[0]) * torch.rand(b, generator=g)
     sx, sy = aspect.sqrt(), 1 / aspect.sqrt()
-    radius = (area * size * size / areas[labels]).sqrt()
     reach = extents[labels] * torch.maximum(sx, sy)
-    radius = torch.minimum(radius, (0.48 * size - 2) / reach)
-    margin = radius * reach + 2
-    centre = margin[:, None] + (size - 2 * margin[:, None]) * torch.rand(b, 2, generator=g)
+    radius = torch.minimum((area * size * size / areas[labels]).sqrt(), (0.48 * size - 2) / reach)
+    margin = (radius * reach + 2)[:, None]
+    centre = margin + (size - 1 - 2 * margin) * torch.rand(b, 2, generator=g)
     max_rot = torch.tensor([float(MAX_ROTATION[c]) for c in CLASSES])[labels]
     rot = torch.deg2rad((2 * torch.rand(b, generator=g) - 1) * max_rot)
-    light_dir = torch.rand(b, generator=g) * 2 * math.pi
 
-    # Map output pixels (affine_grid's normalised coords) into the shape frame.
-    cos, sin = rot.cos(), rot.sin()
-    off = size / 2 - 0.5 - centre  # (b, 2): pixel offset of the image centre
-    half = size / 2
-    theta = torch.stack([
-        torch.stack([cos * half, sin * half, cos * off[:, 0] + sin * off[:, 1]], -1) / (radius * sx)[:, None],
-        torch.stack([-sin * half, cos * half, -sin * off[:, 0] + cos * off[:, 1]], -1) / (radius * sy)[:, None],
-    ], 1)
-    grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
-    # Clamp into the template's empty border so no lookup leaks into a neighbouring tile.
-    grid.clamp_(-_EXT, _EXT)
-    u, v = grid[..., 0].unsqueeze(1), grid[..., 1].unsqueeze(1)
-    scale = torch.tensor([(_T - 1) / (_EXT * (n_cls * _T - 1)), 1 / _EXT])
-    shift = torch.stack([(labels * _T + (_T - 1) / 2) * 2 / (n_cls * _T - 1) - 1,
-                         torch.zeros(b)], -1)
-    grid = grid.mul_(scale).add_(shift.view(b, 1, 1, 2))
-    alpha = F.grid_sample(atlas.expand(b, -1, -1, -1), grid, align_corners=True)
-
-    # Soft directional shading makes objects look solid without hinting at the class.
-    shade = 1 + 0.12 * (u * light_dir.cos().view(b, 1, 1, 1) + v * light_dir.sin().view(b, 1, 1, 1))
-    if cfg.fill_texture > 0:  # optional weak class-specific stripes in the shape frame
-        freq = (4 + labels.float() * 0.9).view(b, 1, 1, 1)
-        ang = (labels.float() * 0.63).view(b, 1, 1, 1)
-        shade = shade + cfg.fill_texture * torch.sin(freq * (u * ang.cos() + v * ang.sin()))
-    fill = (obj.view(b, 3, 1, 1) * shade).clamp_(0, 1)
-    img.lerp_(fill, alpha)
-    images = img.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-    return images, alpha[:, 0] > 0.5
+    _draw_objects(img, masks_out, labels, obj, centre, radius, reach, sx, sy, rot, cfg)
+    images_out.copy_(img)  # truncation rounds, thanks to the +0.5 in the colours
 
 
 def generate(n: int, seed: int, size: int = 224, labels=None,
@@ -312,10 +327,12 @@ def generate(n: int, seed: int, size: int = 224, labels=None,
     if labels.numel() != n:
         raise ValueError(f"expected {n} labels, got {labels.numel()}")
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    buffer = torch.empty(min(n, _CHUNK), 3, size, size)
     masks = torch.empty(n, size, size, dtype=torch.bool)
     for start in range(0, n, _CHUNK):
         sl = slice(start, start + _CHUNK)
-        images[sl], masks[sl] = _render_chunk(labels[sl], size, cfg, g)
+        chunk = labels[sl]
+        _render_chunk(chunk, size, cfg, g, images[sl], masks[sl], buffer[: len(chunk)])
     return ShapesData(images, labels, masks, list(CLASSES))
 
 

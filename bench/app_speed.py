@@ -1,0 +1,124 @@
+"""The app's speed goals, measured in one run.
+
+Usage: python bench/app_speed.py [--spec random:vit_base_patch16_224] [--reps 20] [--no-startup]
+
+1. First analysis of a new image: `explain.analyze` (the trace plus everything the pages derive)
+   on images never seen before, median over a few. Goal (ViT-B/16, 2-core CPU): <= 1.0 s.
+2. A cached interaction: the attention page re-run by AppTest after a layer / head / patch change,
+   the analysis already cached; median of `--reps`. Goal: <= 100 ms server side.
+3. Start-up: `streamlit run app.py` until the first page shows its title in Chromium. Goal: <= 5 s.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vit_core import explain, loading  # noqa: E402
+
+
+def random_image(seed: int, size: int = 320) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def first_analysis(spec: str, n: int = 5) -> dict:
+    loaded = loading.load_model(spec, pretrained=not spec.startswith("random:"))
+    explain.analyze(loaded.model, loaded.transform, loaded.data_config, random_image(999))  # warm-up
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        explain.analyze(loaded.model, loaded.transform, loaded.data_config, random_image(i))
+        times.append(time.perf_counter() - t0)
+    return {"spec": spec, "first_analysis_median_s": round(statistics.median(times), 3),
+            "first_analysis_all_s": [round(t, 3) for t in times]}
+
+
+def cached_interaction(spec: str, reps: int) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=120)
+    at.query_params["model"] = spec
+    at.run()
+    assert not at.exception, at.exception
+    sliders = [s for s in at.slider if s.key in ("att_layer", "att_head", "att_query", "att_roll_layer")]
+    times = []
+    for i in range(reps):
+        s = sliders[i % len(sliders)]
+        lo, hi = s.min, s.max
+        s.set_value(lo + (i * 7) % (hi - lo + 1) if isinstance(lo, int) else s.value)
+        t0 = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - t0)
+        assert not at.exception, at.exception
+    return {"cached_interaction_median_ms": round(1000 * statistics.median(times), 1),
+            "widgets_moved": [s.key for s in sliders]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def startup() -> dict:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             "--server.headless=true", "--server.fileWatcherType=none",
+                             f"--server.port={port}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        t_health = time.perf_counter() - t0
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                  args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = b.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(f"http://localhost:{port}/")
+            page.get_by_role("heading", name="An image is worth 16x16 words").wait_for(timeout=60000)
+            page.locator("[data-testid='stMetric']").first.wait_for(timeout=60000)
+            t_page = time.perf_counter() - t0
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return {"startup_health_s": round(t_health, 2), "startup_first_page_interactive_s": round(t_page, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", default="random:vit_base_patch16_224")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--no-startup", action="store_true")
+    args = ap.parse_args()
+    out = first_analysis(args.spec)
+    out.update(cached_interaction(args.spec, args.reps))
+    if not args.no_startup:
+        out.update(startup())
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

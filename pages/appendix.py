@@ -1,0 +1,83 @@
+"""Appendix: self-attention with this model's real sizes, the T² terms, and a check against the model."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages._common import header, sidebar
+from pages._present import page_link
+from vit_core import figures
+from vit_core import lecture as lec
+
+ctx = sidebar()
+cfg = ctx.loaded.model.cfg
+header("Appendix: self-attention",
+       "The formula behind every attention map in this app (Vaswani et al., 2017), with the sizes of the "
+       "model that is loaded right now, where each T² comes from, and a check that the formula is exactly "
+       "what the model computed for your image.")
+
+a = ctx.analysis()
+L, h, T = a.depth, a.num_heads, a.num_tokens
+d = a.q.shape[-1]
+D = a.tokens.shape[-1]
+M = int(cfg.embed_dim * cfg.mlp_ratio)
+n = a.num_prefix_tokens
+
+st.latex(r"\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right) V, \qquad "
+         r"\mathrm{MSA}(X) = [\,\mathrm{head}_1; \dots; \mathrm{head}_h\,]\, W_O")
+st.markdown(f"This model: **T = {T}** tokens ({n} extra + {T - n} patches), width **D = {D}**, "
+            f"**h = {h}** heads of **d_k = D / h = {d}** dimensions, **L = {L}** layers.")
+
+st.subheader("The shapes, one layer")
+shapes = pd.DataFrame([
+    ("X (LayerNorm of the tokens)", "T x D", f"{T} x {D}", f"{T * D:,}"),
+    ("W_Q, W_K, W_V (all heads, one Linear D → 3D)", "D x 3D", f"{D} x {3 * D}", f"{3 * D * D:,}"),
+    ("Q, K, V of one head", "T x d_k", f"{T} x {d}", f"{T * d:,} each"),
+    ("Scores Q Kᵀ / √d_k of one head", "T x T", f"{T} x {T}", f"{T * T:,}"),
+    ("Softmax over each row (rows sum to 1)", "T x T", f"{T} x {T}", f"{T * T:,}"),
+    ("Output A V of one head", "T x d_k", f"{T} x {d}", f"{T * d:,}"),
+    ("Heads side by side", "T x D", f"{T} x {h * d}", f"{T * h * d:,}"),
+    ("W_O (output projection)", "D x D", f"{D} x {D}", f"{D * D:,}"),
+], columns=["What", "Shape", "This model", "Numbers"]).set_index("What")
+st.dataframe(shapes, width="stretch")
+
+st.subheader("Where T² appears")
+fl = lec.layer_flops(T, D, M)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Scores per head and layer", f"{T * T:,}", help="T²")
+c2.metric(f"All {h} heads x {L} layers", f"{T * T * h * L:,}", help="h · L · T²")
+c3.metric("float32 memory for them", lec.human_bytes(lec.attention_bytes(T, h, L)))
+c4.metric("Attention share of FLOPs", f"{fl.quadratic / fl.total:.0%}",
+          help="4·T²·D of 24·T·D² + 4·T²·D per layer")
+st.markdown(f"Two matrix products touch T² numbers: **Q Kᵀ** (T x d_k times d_k x T, {2 * T * T * d:,} FLOPs per "
+            f"head) and **A V** (T x T times T x d_k, the same again). Everything else, the Q/K/V and output "
+            f"projections and the MLP ({D} → {M} → {D}), is applied to each token on its own and grows only "
+            f"linearly with T. Per layer: {lec.human_flops(fl.linear)} linear + {lec.human_flops(fl.quadratic)} "
+            f"attention = **{lec.human_flops(fl.total)}**; the whole encoder about "
+            f"{lec.human_flops(fl.total * L)} per image.")
+
+st.subheader("Check: the formula is what the model did")
+k1, k2 = st.columns(2)
+layer = k1.slider("Layer", 1, L, L, key="app_layer", bind="query-params") - 1
+head = k2.slider("Head", 1, h, 1, key="app_head", bind="query-params") - 1
+q, k = a.q[layer, head].astype(np.float64), a.k[layer, head].astype(np.float64)  # (T, d)
+raw = q @ k.T  # (T, T)
+scores = raw / np.sqrt(d)
+weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+weights /= weights.sum(axis=1, keepdims=True)
+diff = float(np.abs(weights - a.attn[layer, head]).max())
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(figures.heatmap(weights, title=f"softmax(Q Kᵀ / √{d}), layer {layer + 1}, head {head + 1}",
+                                    xlabel="key token", ylabel="query token", height=460),
+                    key="app_heat", config={"displaylogo": False})
+with right:
+    st.metric("Largest difference from the model's own attention", f"{diff:.1e}")
+    st.markdown(f"Recomputed here from the cached Q and K with NumPy in float64; the model computed it in "
+                f"float32 inside PyTorch. Each row sums to 1 (largest error "
+                f"{float(np.abs(weights.sum(axis=1) - 1).max()):.0e}).")
+    st.markdown(f"**Why divide by √d_k?** A dot product of two d_k-dimensional vectors grows with d_k. Here the "
+                f"raw scores q·k have a standard deviation of **{raw.std():.2f}**; divided by √{d} = "
+                f"{np.sqrt(d):.2f} they have **{scores.std():.2f}**, which keeps the softmax from saturating "
+                "on a single key early in training.")
+page_link("pages/self_attention.py", "4 · Self-attention: this head, step by step",
+          query_params={"sa_layer": str(layer + 1), "sa_head": str(head + 1)})

@@ -1,0 +1,135 @@
+"""5 · Attention maps: [CLS] attention in every layer and head, any patch's attention, rollout, distance."""
+import streamlit as st
+
+from pages._common import code_box, header, png_button, sidebar
+from vit_core import analysis, explain, figures, pagecalc_attn as pc
+
+PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
+
+ctx = sidebar()
+header("5 · Attention maps",
+       "Each layer has several heads, and each head gives every token its own attention row over all "
+       "tokens. Reading the row of **[CLS]**, the token the classifier uses, shows where the model "
+       "gathers its evidence (Dosovitskiy et al., 2020, Fig. 6 and 7). Brighter means more attention. "
+       "Single layers are noisy; **attention rollout** (Abnar & Zuidema, 2020) follows attention "
+       "through all the layers.")
+
+a = ctx.analysis()
+L, h, T, n = a.depth, a.num_heads, a.num_tokens, a.num_prefix_tokens
+gh, gw = a.grid
+
+
+def _clamp(key: str, lo, hi) -> None:
+    """Drop a remembered value that does not fit this model (another model may be smaller)."""
+    if key in st.session_state and not lo <= st.session_state[key] <= hi:
+        del st.session_state[key]
+
+
+def _pick(prefix: int) -> None:
+    idx = figures.selected_point(st.session_state.get("att_pick"))
+    if idx is not None:
+        st.session_state["att_q"] = prefix + idx
+
+
+for key, lo, hi in (("att_layer", 1, L), ("att_q", 0, T - 1), ("att_roll", 1, L)):
+    _clamp(key, lo, hi)
+head_opts = ["mean"] + [str(i) for i in range(1, h + 1)]
+if st.session_state.get("att_head", "mean") not in head_opts:
+    del st.session_state["att_head"]
+centre = n + (gh // 2) * gw + gw // 2  # default query: the middle patch
+
+with st.container(border=True):
+    d1, d2 = st.columns(2)
+    cmap = d1.selectbox("Colour map", figures.CMAPS, key="att_cmap", bind="query-params")
+    alpha = d2.slider("Opacity of the map", 0.0, 1.0, 0.6, 0.05, key="att_alpha", bind="query-params")
+big = pc.big(a.image)
+
+if n == 0:
+    st.info("This model has no [CLS] token (it averages the patch tokens), so the [CLS] maps and "
+            "rollout are left out; click a patch below to see where it looks.")
+else:
+    st.subheader(f"Where [CLS] looks: all {L} layers x {h} heads")
+    maps = pc.cls_maps(a)  # (L, h, gh, gw)
+    tile = max(48, min(160, 900 // h))
+    mos = pc.labelled_mosaic(pc.overlay_tiles(a.image, maps, cmap, alpha, tile=tile))
+    st.image(mos, width=int(min(1400, 680 * mos.shape[1] / mos.shape[0])))  # fits a 720p screen
+    st.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
+               "scaled to its own range, so compare shapes, not brightness, between tiles.")
+    png_button(mos, "cls-attention-layers-heads.png", key="att_dl_mosaic")
+
+st.subheader("Click a patch: where does it look?")
+c1, c2, c3 = st.columns([2, 1, 2])
+layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
+head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
+                    key="att_head", bind="query-params")
+query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, centre, key="att_q",
+                  bind="query-params")
+qmaps = pc.query_maps(a, layer, query)  # (h, gh, gw)
+qmap = qmaps.mean(0) if head == "mean" else qmaps[int(head) - 1]
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(pc.legible(figures.patch_picker(a.image, a.grid, a.patch_size,
+                                                    query - n if query >= n else None, height=430)),
+                    key="att_pick", on_select=lambda: _pick(n), selection_mode="points", config=PLOTLY_PNG)
+with right:
+    qimg = figures.overlay(big, qmap, cmap, alpha)
+    st.image(qimg, width="stretch")
+    row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
+    top = int(row[n:].argmax()) + n
+    st.markdown(f"**{pc.token_label(a, query)}** in layer {layer + 1}, "
+               f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "
+               f"({row[top]:.1%}) on {pc.token_label(a, top)}"
+               + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + ".")
+    png_button(qimg, f"attention-L{layer + 1}-{head}-q{query}.png", key="att_dl_query")
+strip = pc.labelled_mosaic(pc.overlay_tiles(a.image, qmaps[None], cmap, alpha, tile=max(48, min(120, 900 // h))),
+                           row_names=[f"L{layer + 1}"])
+st.image(strip, width=int(min(1400, 1.5 * strip.shape[1])),
+         caption=f"The same query in every head of layer {layer + 1}.")
+
+if n:
+    st.subheader("Attention rollout: following attention through the layers")
+    st.markdown("Rollout fuses the heads of each layer, adds the residual connection (0.5 A + 0.5 I), "
+                "re-normalises each row and multiplies the layers together: R = A′ₗ … A′₁. Its [CLS] row "
+                "says how much each patch has flowed into [CLS] so far. Scrub the layers to watch the "
+                "information mix.")
+    r1, r2, r3 = st.columns([2, 1, 1])
+    upto = r1.slider("Rollout after layer", 1, L, L, key="att_roll", bind="query-params")
+    fusion = r2.selectbox("Head fusion", pc.FUSIONS, key="att_fusion", bind="query-params")
+    discard = r3.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard", bind="query-params",
+                        help="Zero this fraction of the weakest attention entries in each layer "
+                             "(never the [CLS] row or column) before the rollout: less noise.")
+    roll = explain.rollout_with(a, fusion, discard)  # (L, T, T)
+    raw_img = figures.overlay(big, pc.fuse(pc.cls_maps(a)[upto - 1], fusion), cmap, alpha)
+    roll_map = explain.patch_map(a, roll[upto - 1][0])
+    roll_img = figures.overlay(big, roll_map, cmap, alpha)
+    g1, g2 = st.columns(2)
+    with g1:
+        st.markdown(f"**Raw [CLS] attention**, layer {upto} alone ({fusion} of heads)")
+        st.image(raw_img, width="stretch")
+        png_button(raw_img, f"raw-cls-L{upto}-{fusion}.png", key="att_dl_raw")
+    with g2:
+        st.markdown(f"**Rollout** after layers 1–{upto} ({fusion} fusion, discard {discard:.0%})")
+        st.image(roll_img, width="stretch")
+        png_button(roll_img, f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
+    st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "
+                f"input; the patches hold {roll_map.sum():.1%}, the most on "
+                f"{pc.token_label(a, int(roll_map.argmax()) + n)} ({roll_map.max():.1%}).")
+
+st.subheader("How far does each head look? (mean attention distance)")
+renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
+                   key="att_renorm", bind="query-params")
+dist = pc.distances(a, renorm)  # (L, h)
+st.plotly_chart(pc.distance_figure(dist, f"Mean attention distance, this image ({a.image.shape[0]} px across)"),
+                key="att_dist", config=PLOTLY_PNG)
+st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
+            f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "
+            f"**{dist[0].min():.1f}–{dist[0].max():.1f} px** across heads, layer {L} "
+            f"**{dist[-1].min():.1f}–{dist[-1].max():.1f} px**. In the paper (Fig. 7, right) some heads "
+            "look far already in the first layers while others stay local, and the distance grows with "
+            "depth. This is **one image**; the paper averages over many. Choice shown: "
+            + ("rows **re-normalised** after dropping [CLS], so attention paid to [CLS] does not count as "
+               "short distance." if renorm else
+               "rows **not** re-normalised: attention paid to [CLS] simply drops out, which pulls "
+               "heads that attend to [CLS] towards zero."))
+code_box(analysis.cls_attention, analysis.query_attention, analysis.attention_rollout,
+         analysis.mean_attention_distance)

@@ -1,0 +1,113 @@
+"""Critics and impact: the objections to ViT, what came after, and the talk's four predictions."""
+import pandas as pd
+import streamlit as st
+
+from pages._common import header, sidebar
+from pages._present import page_link
+from vit_core import lecture as lec
+
+ctx = sidebar()
+cfg = ctx.loaded.model.cfg
+header("Critics and impact",
+       "ViT was not greeted only with applause. Three objections came up at once; each had a point, and each "
+       "was partly answered by the work that followed.")
+
+tab_names = ["Data hunger", "Cost", "Just convolutions?", "What came after", "Four predictions"]
+t_data, t_cost, t_conv, t_after, t_pred = st.tabs(tab_names, key="crit_tab", bind="query-params")
+
+with t_data:
+    st.markdown("""
+### "It only wins with a lot of data"
+**True, as published.** Trained on ImageNet alone (1.3 million images), the paper's ViTs are *worse* than
+ResNets of similar size; they overtake them only when pre-trained on ImageNet-21k (14 million) or JFT-300M
+(300 million images). A convolution builds in two assumptions about images, that nearby pixels belong together
+(locality) and that a pattern means the same thing anywhere (translation equivariance). A ViT has to learn them
+from data; the paper's Figures 3 and 4 show the cross-over as the pre-training set grows.
+
+**Partly answered since.** DeiT (Touvron et al., Dec 2020) trained ViTs on ImageNet alone, on one 8-GPU
+machine in under three days, with strong augmentation, regularisation and distillation from a CNN teacher.
+*How to train your ViT* (Steiner et al., 2021) found that augmentation and regularisation can be worth about
+ten times more data. Data still helps more for ViTs than for CNNs.
+""")
+    st.markdown(f"**See it happen.** Train a small ViT live on this computer and watch how it learns (and "
+                f"over-fits) with little data. The model behind these pages, {ctx.loaded.description}, was "
+                "trained the same way.")
+    page_link("pages/train.py", "Train a ViT live", icon=":material/model_training:")
+
+with t_cost:
+    price = lec.DEFAULT_PRICE_PER_CORE_HOUR
+    rows = [(lec.MODEL_LABELS[k], lec.CORE_DAYS[k], lec.training_cost(lec.CORE_DAYS[k], price)) for k in lec.MODEL_LABELS]
+    st.markdown(f"""
+### "Training from scratch is very expensive"
+**True.** The best model took {lec.CORE_DAYS['vit_h14_jft']:,} TPUv3-core-days to pre-train: at about
+USD {price:.2f} per core-hour that is {lec.CORE_DAYS['vit_h14_jft']:,} x 24 x {price} =
+**USD {lec.training_cost(lec.CORE_DAYS['vit_h14_jft'], price):,.0f}** for a single run, on a data set
+(JFT-300M) that is not public.
+
+**But not more than the CNNs it beat.** The CNN baselines in the same table needed more compute, and the
+paper's scaling study found ViTs reach the same accuracy with roughly 2 to 4 times less pre-training compute
+than ResNets. And almost nobody pre-trains: fine-tuning released weights takes hours on one GPU, which is
+how most ViTs are used (including the ImageNet models this app can load).
+""")
+    st.dataframe(pd.DataFrame([(m, f"{d:,}", f"{c:,.0f}") for m, d, c in rows],
+                              columns=["Model", "TPUv3-core-days", f"USD at {price:.2f}/core-hour"]).set_index("Model"),
+                 width="stretch")
+    page_link("pages/vit_in_numbers.py", "ViT in numbers: change the price")
+
+with t_conv:
+    P = cfg.patch_size
+    st.markdown(f"""
+### "Is it really so different from a convolution?"
+**In part, no.** The patch embedding *is* a convolution: kernel {P} x {P}, stride {P}, one filter per output
+dimension (the app checks this on every image). Cordonnier et al. (2020) proved that a self-attention layer
+with enough heads can express any convolution, and in the paper's Figure 7 some heads in the early layers do
+attend locally, like a small kernel.
+
+**In part, yes.** Other heads look across the whole image from the very first layer, which a stack of small
+convolutions only achieves after many layers. The attention weights depend on the image itself, not only on
+relative position. And nothing local is built in: the model learns where to look.
+
+**The honest summary.** Later work blurred the line from both sides: Swin (2021) brought local windows and
+a CNN-like pyramid back into Transformers; ConvNeXt (Liu et al., 2022) modernised a ResNet with ideas from
+Transformers and matched Swin. Much of the gap came from training recipes and scale, not from attention alone.
+""")
+    c1, c2 = st.columns(2)
+    with c1:
+        page_link("pages/patch_embedding.py", "2 · Patch embedding: the convolution inside ViT")
+    with c2:
+        page_link("pages/attention.py", "5 · Attention maps: local and global heads")
+
+with t_after:
+    st.markdown("### What came after")
+    after = [e for e in lec.HISTORY if e.date > "2020-10-22"]
+    for e in after:
+        st.markdown(f"- **{e.name}** ({e.who}, {e.date[:4]}): {e.line}")
+    st.markdown("""
+- **BEiT** (Bao et al., 2021): BERT-style pre-training of ViTs by predicting masked patches.
+- **Scaling up**: ViT-G/14 with about 2 billion parameters (Zhai et al., 2021); ViT-22B (Dehghani et al., 2023).
+- **Everywhere**: ViT image encoders became the standard front end of image-text models and of general-purpose
+  vision systems, e.g. Segment Anything (Kirillov et al., 2023) and DINOv2 (Oquab et al., 2023).
+
+Five years on, Transformers are the default backbone for large vision models, while well-trained CNNs remain
+competitive and are still widely used where data or compute is small.
+""")
+    page_link("pages/history.py", "A brief history (timeline)")
+
+with t_pred:
+    st.markdown("### The talk's four predictions, and how they turned out")
+    preds = pd.DataFrame([
+        ("Image captioning with ViT encoders",
+         "ViT encoders, often CLIP's, feed the text decoders of captioning and vision-language models "
+         "(e.g. BLIP 2022, CoCa 2022, LLaVA 2023).", "Largely came true"),
+        ("BERT-like image embeddings",
+         "Self-supervised ViT pre-training by masked patches (BEiT, MAE) and by self-distillation (DINO, "
+         "DINOv2) gives general-purpose image features.", "Came true"),
+        ("Even bigger models",
+         "ViT-G/14 (about 2B parameters, 2021), ViT-22B (2023).", "Came true"),
+        ("Smarter patching",
+         "Shifted windows (Swin), token merging (ToMe, 2022), flexible patch sizes (FlexiViT, 2022), native "
+         "aspect ratios (NaViT, 2023); yet plain square patches of 14 or 16 pixels remain the default.",
+         "Partly"),
+    ], columns=["Prediction", "What happened", "Verdict"]).set_index("Prediction")
+    st.dataframe(preds, width="stretch")
+    st.caption("A short summary with examples, not a survey; follow the names to the papers.")

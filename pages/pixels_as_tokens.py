@@ -1,0 +1,101 @@
+"""Why not pixels as tokens: the cost of self-attention grows with the square of the sequence length."""
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._common import header, sidebar
+from pages._present import page_link
+from vit_core import lecture as lec
+
+ctx = sidebar()
+cfg = ctx.loaded.model.cfg
+header("Why not pixels as tokens?",
+       "A Transformer compares **every token with every other token**. In BERT a token is a word and a "
+       "sentence has a few hundred of them. The obvious way to feed an image is to make every pixel a token, "
+       "but then the sequence is enormous, and the attention matrix grows with the **square** of its length.")
+
+# The lecture's example, always at 224 x 224 (ViT-B/16).
+values = lec.pixel_tokens(224)  # 3 * 224 * 224
+vit_t = lec.num_tokens(224, 16)  # 197
+big, small = lec.attention_entries(values), lec.attention_entries(vit_t)
+c1, c2, c3 = st.columns(3)
+c1.metric("Every colour value a token", f"{big:,}", help=f"(3 x 224 x 224)^2 = {values:,}^2")
+c2.metric("16 x 16 patches + [CLS]", f"{small:,}", help="(14 x 14 + 1)^2 = 197^2")
+c3.metric("Ratio", f"{big / small:,.0f} x")
+st.latex(rf"(3 \cdot 224 \cdot 224)^2 = {values:,}^2 = {big:,} \approx {big / 1e9:.1f}\ \text{{billion}}"
+         rf"\qquad\text{{vs.}}\qquad 197^2 = {small:,}".replace(",", "{,}"))
+st.caption("Attention scores in one head of one layer, for a 224 x 224 RGB image. Even one pixel per token "
+           f"(RGB together) gives {lec.attention_entries(lec.pixel_tokens(224, per_value=False)):,} scores.")
+
+st.subheader("Try it: the cost for any image and patch size")
+k1, k2, k3 = st.columns([3, 3, 2])
+size = k1.select_slider("Image size (pixels per side)", [32, 64, 96, 128, 160, 224, 256, 384, 512, 1024],
+                        value=224, key="px_size", bind="query-params")
+patch = k2.select_slider("Patch size P (1 = single pixels)", [1, 2, 4, 7, 8, 14, 16, 28, 32], value=16,
+                         key="px_patch", bind="query-params")
+names = [v.name for v in lec.VARIANTS]
+ref_name = k3.selectbox("Model for memory and FLOPs", names, key="px_model", bind="query-params")
+ref = lec.variant(ref_name)
+
+rows = [
+    lec.sequence_cost("every colour value a token", lec.pixel_tokens(size), ref.width, ref.heads, ref.layers, ref.mlp),
+    lec.sequence_cost("every pixel a token (RGB)", lec.pixel_tokens(size, per_value=False), ref.width, ref.heads,
+                      ref.layers, ref.mlp),
+    lec.sequence_cost(f"{patch} x {patch} patches + [CLS]", lec.num_tokens(size, patch), ref.width, ref.heads,
+                      ref.layers, ref.mlp),
+]
+table = pd.DataFrame({
+    "Tokens": [f"{r.tokens:,}" for r in rows],
+    "Attention scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
+    "float32 memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
+    f"all {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
+    "FLOPs per layer": [lec.human_flops(r.flops.total) for r in rows],
+    "of which attention (T²)": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
+}, index=[r.label for r in rows])
+st.dataframe(table, width="stretch")
+if size % patch:
+    st.caption(f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be cropped.")
+st.caption(f"Memory counts only the attention matrices (4 bytes per score) of {ref.name} "
+           f"(D = {ref.width}, {ref.heads} heads, {ref.layers} layers), as a forward pass with the probabilities "
+           "kept would hold them. FLOPs count a multiply-add as 2: the linear layers cost 24·T·D², the attention "
+           "4·T²·D per layer.")
+
+pr = rows[-1]
+fig = go.Figure(go.Bar(x=[r.label for r in rows], y=[r.entries for r in rows], marker_color=["#7f1d1d", "#b91c1c", "#c2410c"],
+                       text=[lec.human_count(r.entries) for r in rows], textposition="outside"))
+fig.update_layout(height=420, font=dict(size=16), margin=dict(l=10, r=10, t=50, b=10),
+                  title="Attention scores per head and layer (log scale)", yaxis_type="log",
+                  yaxis_title="scores", plot_bgcolor="white")
+fig.update_yaxes(gridcolor="#e5e5e5")
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(fig, key="px_bars", config={"displaylogo": False})
+
+sizes = [p for p in (1, 2, 4, 8, 14, 16, 28, 32) if p <= size]
+curve = [lec.attention_entries(lec.num_tokens(size, p)) for p in sizes]
+fig2 = go.Figure(go.Scatter(x=sizes, y=curve, mode="lines+markers", marker=dict(size=11), line=dict(width=3),
+                            hovertemplate="P = %{x}: %{y:,} scores<extra></extra>"))
+fig2.add_trace(go.Scatter(x=[patch], y=[pr.entries], mode="markers", marker=dict(size=20, color="#c2410c"),
+                          hoverinfo="skip"))
+fig2.update_layout(height=420, font=dict(size=16), margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
+                   title=f"Halving P multiplies the scores by about 16 ({size} x {size} image)",
+                   xaxis_title="patch size P", yaxis_title="scores (log)", yaxis_type="log", plot_bgcolor="white")
+fig2.update_xaxes(type="log", tickvals=sizes, ticktext=[str(p) for p in sizes], gridcolor="#e5e5e5")
+fig2.update_yaxes(gridcolor="#e5e5e5")
+with right:
+    st.plotly_chart(fig2, key="px_curve", config={"displaylogo": False})
+
+st.markdown(f"""
+**Why the square?** Self-attention scores every (query, key) pair: with T tokens that is T x T numbers per
+head and layer. Double the side of the image and T grows 4 x, the attention 16 x. Patches cut T by P² (256 x
+for 16 x 16), so the attention shrinks by P⁴ (65,536 x).
+
+**What earlier work did instead.** Image GPT (Chen et al., 2020) did use pixels as tokens, and had to shrink
+images to at most 64 x 64. Others restricted attention to local neighbourhoods or used 2 x 2 patches on small
+images. ViT's answer is blunt: 16 x 16 patches and full global attention from the first layer on.
+
+**The model loaded now** ({ctx.loaded.description}): {cfg.img_size} x {cfg.img_size} images in
+{cfg.patch_size} x {cfg.patch_size} patches → T = {cfg.num_patches + cfg.num_prefix_tokens} tokens →
+{(cfg.num_patches + cfg.num_prefix_tokens) ** 2:,} scores per head, {cfg.num_heads} heads, {cfg.depth} layers.
+""")
+page_link("pages/patches.py", "1 · Patches: cut your image into words")

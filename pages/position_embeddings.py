@@ -1,0 +1,170 @@
+"""3 · Position embeddings: what the learned 1-D position embeddings found out about 2-D images."""
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._common import code_box, header, png_button, sidebar
+from vit_core import analysis, figures
+from vit_core import pagecalc_embed as pc
+
+PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
+CMAP, PLOTLY_SCALE = "RdBu_r", "RdBu_r"
+
+ctx = sidebar()
+model = ctx.loaded.model
+cfg = model.cfg
+header("3 · Position embeddings",
+       "Self-attention treats its input as a *set*: shuffle the patches and every token's output is "
+       "shuffled the same way. To know where a patch came from, ViT adds a learned vector per position "
+       "(index 0, 1, 2, …). These are plain **1-D** embeddings: nobody tells the model that the image is a "
+       "2-D grid. Yet after training they encode rows, columns and neighbours (Dosovitskiy et al., 2020, "
+       "Sec. 4.5 and Fig. 7, centre).")
+
+mf = ctx.figures()
+sim = mf.pos_similarity  # (N, gh, gw)
+N, gh, gw = sim.shape
+P = cfg.patch_size
+
+# --- the full grid ------------------------------------------------------------------------------
+KEY = "pos_patch"
+if st.session_state.get(KEY, 0) > N - 1:
+    st.session_state[KEY] = N - 1  # after switching to a model with fewer positions
+
+
+def _picked() -> None:
+    idx = figures.selected_point(st.session_state.get("pos_pick"))
+    if idx is not None and 0 <= idx < N:
+        st.session_state[KEY] = idx
+
+
+st.subheader("Each position compared with every other")
+st.markdown(f"Tile *i* shows the cosine similarity between the embedding of position *i* and those of all "
+            f"{N} positions, laid out on the {gh} x {gw} grid. The tiles themselves sit where their "
+            "position is in the image.")
+opt1, opt2 = st.columns([3, 2])
+with opt2:
+    scale_mode = st.radio("Colour scale", ["shared -1..1", "each tile its own"], horizontal=True,
+                          key="pos_scale", bind="query-params",
+                          help="Shared: every tile uses the same scale, so tiles can be compared. "
+                               "Own: each tile is stretched from its minimum to its maximum, as in the paper.")
+shared = scale_mode == "shared -1..1"
+with opt1:
+    i = st.slider("Position (reading order)", 0, N - 1, value=min(N - 1, (gh // 2) * gw + gw // 4),
+                  key=KEY, bind="query-params", help="Or click a tile in the grid below.")
+r, c = divmod(i, gw)
+
+tile_px = max(24, min(64, 840 // max(gh, gw)))
+mosaic, pitch = pc.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px)
+bar = pc.colorbar_image(CMAP, -1, 1, width=mosaic.shape[1], label="cosine similarity") if shared else \
+    pc.colorbar_image(CMAP, 0, 1, width=mosaic.shape[1], label="each tile: its lowest (0) to its highest (1)")
+left, right = st.columns([11, 9])
+with left:
+    height = 470
+    picker = pc.mosaic_picker(mosaic, (gh, gw), pitch, selected=i, height=height)
+    st.plotly_chart(picker, key="pos_pick", on_select=_picked, selection_mode="points", config=PNG)
+    st.image(bar, width="stretch")
+    marked, _ = pc.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px, highlight=i)
+    full = np.concatenate([marked, np.full((12, mosaic.shape[1], 3), 255, np.uint8), bar])
+    png_button(full, "position-similarity-grid.png", key="pos_dl_grid")
+with right:
+    tile = sim[i]
+    zmin, zmax = (-1.0, 1.0) if shared else (float(tile.min()), float(tile.max()))
+    big = go.Figure(go.Heatmap(z=tile, colorscale=PLOTLY_SCALE, zmin=zmin, zmax=zmax,
+                               colorbar=dict(title="cos", thickness=18),
+                               hovertemplate="row %{y}, col %{x}<br>cos = %{z:.3f}<extra></extra>"))
+    big.add_trace(go.Scatter(x=[c], y=[r], mode="markers", marker=dict(symbol="x", size=18, color="black"),
+                             hoverinfo="skip", showlegend=False))
+    big.update_layout(font=figures.FONT, height=height, margin=dict(l=10, r=10, t=50, b=10),
+                      title=f"Position {i} (row {r}, column {c})")
+    big.update_yaxes(autorange="reversed", scaleanchor="x", title="row", constrain="domain")
+    big.update_xaxes(title="column", constrain="domain")
+    st.plotly_chart(pc.legible(big), key="pos_big", config=PNG)
+
+# --- what the numbers say ------------------------------------------------------------------------
+st.subheader("Learned 1-D, found 2-D")
+nf = pc.neighbour_vs_far(sim, far=5)
+rc = pc.row_column_similarity(sim)
+
+
+def fmt(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:.2f}"
+
+
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Neighbours", fmt(nf["near"]), help=f"Mean cosine similarity over the {nf['n_near']} pairs of "
+                                               "positions next to each other (up, down, left, right).")
+m2.metric("5 or more cells apart", fmt(nf["far"]), help=f"Mean over the {nf['n_far']} pairs at least 5 "
+                                                        "cells apart in row or column.")
+m3.metric("Same row", fmt(rc["row"]))
+m4.metric("Same column", fmt(rc["col"]))
+if math.isnan(nf["far"]):
+    st.caption(f"This grid is only {gh} x {gw}: no two positions are 5 cells apart.")
+else:
+    gap = nf["near"] - nf["far"]
+    verdict = ("neighbours are clearly more alike than distant positions" if gap > 0.1 else
+               "neighbours are only slightly more alike than distant positions" if gap > 0 else
+               "this model shows no neighbour structure (untrained or little-trained embeddings look like this)")
+    st.markdown(
+        f"In this model the embeddings of **neighbouring** positions have mean cosine similarity "
+        f"**{fmt(nf['near'])}**; positions **5 or more cells apart**: **{fmt(nf['far'])}**: {verdict}. "
+        f"Positions in the same row average {fmt(rc['row'])}, in the same column {fmt(rc['col'])}, "
+        f"elsewhere {fmt(rc['other'])}: that is the row and column striping you can see in the tiles.")
+st.markdown("Nothing in the architecture asks for this: the model only ever adds vector number *i* to "
+            "patch number *i*. Being close in the image helps predict what a patch means, so training "
+            "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
+            "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
+
+dist, means = pc.similarity_by_distance(sim)
+dfig = go.Figure(go.Scatter(x=dist, y=means, mode="markers", marker=dict(size=12, color="#0d9488"),
+                            hovertemplate="distance %{x} cells<br>mean cos %{y:.3f}<extra></extra>"))
+dfig.update_layout(font=figures.FONT, height=360, margin=dict(l=10, r=10, t=50, b=10),
+                   title="Mean similarity against distance on the grid", xaxis_title="distance (grid cells)",
+                   yaxis_title="mean cosine similarity")
+st.plotly_chart(pc.legible(dfig), key="pos_dist", config=PNG)
+st.caption("One dot per distance: the mean similarity of all pairs of positions that far apart. Pairs in "
+           "the same row or column sit at whole-number distances, which is why those dots can stand out.")
+
+# --- resizing --------------------------------------------------------------------------------------
+st.subheader("A different input size")
+img_size = cfg.img_size
+sizes = pc.input_size_options(img_size, P)
+if st.session_state.get("pos_size") not in (None, *sizes):
+    st.session_state["pos_size"] = img_size
+default_size = min(sizes, key=lambda v: abs(v - 1.5 * img_size))
+size = st.select_slider("Input size (pixels per side)", options=sizes, value=default_size, key="pos_size",
+                        bind="query-params",
+                        help="The model has one embedding per position of its training grid. A larger image "
+                             "has more patches, so the embeddings are resampled to the new grid.")
+ng = (size // P, size // P)
+new_sim = pc.resized_similarity(model, ng)
+j = pc.map_patch(i, (gh, gw), ng)
+new_nf = pc.neighbour_vs_far(new_sim, far=5)
+if ng == (gh, gw):
+    st.markdown(f"{size} x {size} pixels is the size this model was trained at: its {N} position embeddings are "
+                "used as they are. Move the slider to see what a smaller or larger input would get.")
+else:
+    st.markdown(
+        f"At {size} x {size} pixels the model would see a {ng[0]} x {ng[1]} grid: {ng[0] * ng[1]} patches instead "
+        f"of {N}. There is no learned embedding for the new positions, so they are **interpolated** from the "
+        f"trained {gh} x {gw} grid (bicubic, as timm does; the paper does the same when fine-tuning at a higher "
+        "resolution, Sec. 3.2). It is the one place where ViT is told that the patches form a 2-D grid.")
+left, right = st.columns(2)
+for col, m, title, (rr, cc), g in (
+    (left, sim[i], f"Trained grid {gh} x {gw}: position {i}", divmod(i, gw), (gh, gw)),
+    (right, new_sim[j], f"Resampled {ng[0]} x {ng[1]}: position {j}", divmod(j, ng[1]), ng),
+):
+    f = go.Figure(go.Heatmap(z=m, colorscale=PLOTLY_SCALE, zmin=-1, zmax=1, colorbar=dict(title="cos", thickness=18),
+                             hovertemplate="row %{y}, col %{x}<br>cos = %{z:.3f}<extra></extra>"))
+    f.add_trace(go.Scatter(x=[cc], y=[rr], mode="markers", marker=dict(symbol="x", size=16, color="black"),
+                           hoverinfo="skip", showlegend=False))
+    f.update_layout(font=figures.FONT, height=440, margin=dict(l=10, r=10, t=50, b=10), title=title)
+    f.update_yaxes(autorange="reversed", scaleanchor="x", title="row", constrain="domain")
+    f.update_xaxes(title="column", constrain="domain")
+    col.plotly_chart(pc.legible(f), key=f"pos_resize_{'a' if col is left else 'b'}", config=PNG)
+st.caption(f"The resampled position {j} sits where position {i} was. Neighbours vs 5+ cells apart after "
+           f"resampling: {fmt(new_nf['near'])} vs {fmt(new_nf['far'])} (trained grid: {fmt(nf['near'])} vs "
+           f"{fmt(nf['far'])}).")
+
+code_box(analysis.patch_pos_embed, analysis.position_similarity, pc.neighbour_vs_far, pc.resized_similarity)

@@ -1,0 +1,113 @@
+"""6 · Prediction: top-k classes, the logit lens over the layers, and class-specific relevance maps."""
+import numpy as np
+import streamlit as st
+import torch
+
+from pages._common import code_box, get_model, header, png_button, sidebar
+from vit_core import analysis, explain, figures, images, pagecalc_attn as pc
+
+PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def get_relevance(spec: str, sha: str, target: int, _data: bytes) -> np.ndarray:
+    """Chefer et al. relevance (gh, gw) for one class; keyed on the full hash of the image bytes."""
+    loaded = get_model(spec)
+    x = loaded.transform(images.load_image(_data)).unsqueeze(0)  # (1, 3, H, W)
+    x = x.to(next(loaded.model.parameters()).device)
+    return analysis.class_relevance(loaded.model, x, target).numpy()
+
+
+ctx = sidebar()
+header("6 · Prediction",
+       "After the last block the **[CLS]** token goes through a LayerNorm and one linear layer, and a "
+       "softmax turns the scores into class probabilities. Below: what the model predicts for your "
+       "image, what it *would* predict if it stopped after each block, and which patches speak for "
+       "a chosen class.")
+a = ctx.analysis()
+names = list(ctx.loaded.class_names)
+C, L, n = a.probs.size, a.depth, a.num_prefix_tokens
+
+
+def name(i: int) -> str:
+    return names[i] if i < len(names) else f"class {i}"
+
+
+if C == 0:
+    st.info("This model is a feature extractor (for example DINO): it has no classification head, "
+            "so there are no class probabilities, no logit lens and no class-specific maps. Its "
+            "attention maps on page 5 are still meaningful.")
+else:
+    order = np.argsort(a.probs)[::-1]
+    st.subheader("The top classes")
+    k = st.slider("How many classes", 1, min(10, C), min(5, C), key="pred_k", bind="query-params")
+    top = analysis.topk(torch.from_numpy(a.probs), k, [name(i) for i in range(C)])
+    left, right = st.columns([3, 2])
+    with left:
+        bars = figures.bar_chart([t[0] for t in top], np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes")
+        st.plotly_chart(pc.legible(bars), key="pred_top", config=PLOTLY_PNG)
+    with right:
+        st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off", delta_arrow="off")
+        if k > 1:
+            st.markdown(f"Runner-up: **{top[1][0]}** ({top[1][1]:.1%}).")
+        st.caption(f"Probabilities over all {C} classes sum to {a.probs.sum():.4f}.")
+
+    st.subheader("The logit lens: what [CLS] predicts after each block")
+    st.markdown("Apply the model's final LayerNorm and head to [CLS] after block 1, 2, … as if the network "
+                "stopped there (the *logit lens*, nostalgebraist 2020). Early blocks are often unsure; the "
+                "answer firms up with depth.")
+    show = order[: max(k, 2) if C > 1 else 1]
+    z, cls_names = pc.lens_table(a, names, show)
+    fig = figures.heatmap(z, x=cls_names, y=[f"block {i}" for i in range(1, L + 1)], colorscale="Viridis",
+                          title="Probability of the top classes after each block", zmin=0, zmax=1,
+                          height=max(360, 90 + 42 * L))
+    fig.update_traces(texttemplate="%{z:.0%}")
+    st.plotly_chart(pc.legible(fig), key="pred_lens", config=PLOTLY_PNG)
+    best, best_p = pc.lens_top(a)
+    st.markdown("Top class after each block: " + " · ".join(
+        f"{i + 1}: **{name(int(c))}** {p:.0%}" for i, (c, p) in enumerate(zip(best, best_p))))
+    st.success(f"Check: after the last block the lens gives exactly the model's output "
+               f"(max difference {pc.lens_vs_output(a):.1e}).")
+
+    st.subheader("Which patches speak for a class? (Chefer et al., 2021)")
+    st.markdown("Rollout (page 5) is the same whatever the class. The relevance method of Chefer, Gur & "
+                "Wolf (2021, *Generic Attention-model Explainability*) back-propagates one class's score "
+                "to every attention map, keeps the positive part of gradient x attention, averages the heads, "
+                "and accumulates it over the layers (R ← R + Ā R). Different classes give different maps.")
+    opts = list(range(C))
+    for key, default in (("pred_c1", int(order[0])), ("pred_c2", int(order[min(1, C - 1)]))):
+        if st.session_state.get(key, default) not in range(C):
+            del st.session_state[key]
+    s1, s2, s3 = st.columns(3)
+    cmap = s1.selectbox("Colour map", figures.CMAPS, key="pred_cmap", bind="query-params")
+    c1 = s2.selectbox("Class A", opts, int(order[0]), format_func=name, key="pred_c1", bind="query-params")
+    c2 = s3.selectbox("Class B", opts, int(order[min(1, C - 1)]), format_func=name, key="pred_c2",
+                      bind="query-params")
+    big = pc.big(a.image)
+    g0, g1, g2 = st.columns(3)
+    roll = figures.overlay(big, explain.patch_map(a, a.rollout[-1][0]), cmap, 0.6) if n else None
+    with g0:
+        if roll is not None:
+            st.markdown("**Rollout** (the same for any class)")
+            st.image(roll, width="stretch")
+            png_button(roll, "rollout.png", key="pred_dl_roll")
+    maps = {}
+    for col, cls, tag in ((g1, c1, "A"), (g2, c2, "B")):
+        with col:
+            try:
+                with st.spinner(f"Back-propagating {name(cls)}…"):
+                    maps[tag] = get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
+            except Exception as err:  # a class map must never break the page
+                st.error(f"The relevance map for {name(cls)} could not be computed: {err}")
+                continue
+            img = figures.overlay(big, maps[tag], cmap, 0.6)
+            st.markdown(f"**{tag}: {name(cls)}** ({a.probs[cls]:.1%})")
+            st.image(img, width="stretch")
+            png_button(img, f"relevance-{cls}.png", key=f"pred_dl_{tag}")
+    if len(maps) == 2:
+        ma, mb = maps["A"].ravel(), maps["B"].ravel()
+        corr = float(np.corrcoef(ma, mb)[0, 1]) if ma.std() > 0 and mb.std() > 0 else float("nan")
+        same = "the same class twice" if c1 == c2 else f"{name(c1)} vs. {name(c2)}"
+        st.markdown(f"Correlation between the two relevance maps ({same}): **{corr:.2f}** "
+                    "(1 = identical pattern). Each map is scaled to its own range.")
+code_box(analysis.topk, analysis.logit_lens, analysis.class_relevance)

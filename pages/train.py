@@ -1,0 +1,467 @@
+"""Train a ViT live: pick data and a model, train it in the background, watch it learn, compare with a CNN."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from pages._common import USER_MODELS, code_box, header, sidebar
+from vit_core import cnn, figures, jobs
+from vit_core import pagecalc_embed as pc
+from vit_core import train as T
+from vit_core.datasets import vision, zipdata
+from vit_core.model import ViTConfig
+from vit_core.presets import PRESETS, get_preset
+
+DATA = {
+    "shapes": "Shapes (generated here)",
+    "mnist": "MNIST",
+    "fashion-mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "zip": "Your images (zip)",
+}
+_Q, _D = PRESETS["shapes-quick"].vit, PRESETS["shapes-demo"].vit
+LAYOUTS = {
+    "nano": ("Nano · 32 px, 4 px patches (8×8)", ViTConfig(img_size=32, patch_size=4, embed_dim=64, depth=4,
+                                                         num_heads=4, mlp_ratio=2.0)),
+    "quick": ("Quick · 48 px, 8 px patches (6×6)", _Q),
+    "tiny": ("Tiny · 64 px, 8 px patches (8×8)", ViTConfig(img_size=64, patch_size=8, embed_dim=128, depth=4,
+                                                         num_heads=4, mlp_ratio=2.0)),
+    "bundled": ("Bundled model's layout · 224 px, 16 px patches (14×14)", _D),
+    "custom": ("Custom", None),
+}
+SHAPES_SETS = {0: "Fresh images every step (unlimited data)", 1000: "A fixed set of 1,000",
+               5000: "A fixed set of 5,000", 20000: "A fixed set of 20,000"}
+LRS = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
+COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
+MAX_DOWNLOAD_MB = 200
+
+ctx = sidebar()
+header("Train a ViT live, and watch it learn",
+       "Everything on the other pages was computed with a model trained beforehand. Here you train one "
+       "**from scratch**, right now: pick the data and the model, press *Train*, and watch the loss fall, "
+       "the accuracy rise, the position embeddings discover the 2-D grid and the attention find the "
+       "object. One more click trains a **CNN of the same size** on the same data and budget, to test the "
+       "paper's central claim: without a CNN's built-in locality, a ViT needs **more data** to catch up "
+       "(Dosovitskiy et al., 2020, Sec. 4.2 and Fig. 3-4).", ctx)
+
+mgr = jobs.manager()
+
+
+def session_id() -> str:
+    """This browser session's id (Streamlit's own, so the watchdog can ask whether it is still connected)."""
+    if "_train_sid" not in st.session_state:
+        rc = get_script_run_ctx()
+        st.session_state._train_sid = rc.session_id if rc is not None else uuid.uuid4().hex
+    return st.session_state._train_sid
+
+
+sid = session_id()
+mgr.heartbeat(sid)
+job = mgr.get(sid)
+busy = job is not None and job.active
+
+
+# --- 1. data --------------------------------------------------------------------------------------
+@st.cache_data(ttl=30, show_spinner=False)
+def dataset_state(name: str) -> tuple[bool, bool]:
+    """(cached here, downloadable now), decided in about a second."""
+    if vision.is_cached(name):
+        return True, True
+    return False, vision.host_reachable(vision.DATASETS[name].mirrors[0])
+
+
+@st.cache_data(show_spinner=False)
+def model_cost(vit: dict) -> dict:
+    return cnn.model_cost(ViTConfig.from_dict(vit))
+
+
+st.subheader("1 · Data")
+data_key = st.radio("Data", list(DATA), format_func=DATA.get, horizontal=True, key="tr_data",
+                    label_visibility="collapsed", disabled=busy)
+data_ok, num_classes, full_size, zip_data = True, 10, None, None
+shapes_set = 0
+if data_key == "shapes":
+    c1, c2 = st.columns([2, 3])
+    shapes_set = c1.selectbox("Training images", list(SHAPES_SETS), format_func=SHAPES_SETS.get, key="tr_shapes_set",
+                              disabled=busy)
+    c2.caption("Ten outline classes (circle, star, heart…) at random positions, sizes, colours and "
+               "backgrounds, rendered on the fly. With *fresh images* the model never sees the same picture "
+               "twice; a fixed set shows over-fitting.")
+    full_size = shapes_set or 2000
+elif data_key in vision.DATASETS:
+    spec = vision.DATASETS[data_key]
+    cached, online = dataset_state(data_key)
+    num_classes = len(spec.classes)
+    full_size = 60_000 if "mnist" in data_key else 50_000
+    if cached:
+        st.caption(f"{spec.title}: {full_size:,} training and 10,000 test images, cached in `{vision.data_root()}`. "
+                   f"Classes: {', '.join(spec.classes)}.")
+    elif online:
+        st.info(f"{spec.title} is not on this machine yet: it will be downloaded when the run starts "
+                f"({spec.size_mb:.0f} MB, progress shown below) into `{vision.data_root()}`.")
+    else:
+        st.error(vision.offline_message(data_key))
+        data_ok = False
+else:
+    up = st.file_uploader("A zip with one folder of images per class", type=["zip"], key="tr_zip_upload",
+                          help=zipdata.LIMITS_HELP, disabled=busy)
+    st.caption(zipdata.LIMITS_HELP + " Unreadable files are skipped and listed; 20% of each class is held "
+               "out for validation.")
+    if up is None:
+        data_ok = False
+    else:
+        raw = up.getvalue()
+        key = (up.file_id, len(raw))
+        held = st.session_state.get("tr_zip")
+        if held is None or held[0] != key:
+            try:
+                with st.spinner("Reading the zip…"):
+                    d = zipdata.load_zip(raw, size=64)
+                st.session_state.tr_zip = (key, d, None)
+            except zipdata.ZipDataError as err:
+                st.session_state.tr_zip = (key, None, str(err))
+        _, zip_data, zip_err = st.session_state.tr_zip
+        if zip_data is None:
+            st.error(zip_err)
+            data_ok = False
+        else:
+            counts = zip_data.counts
+            num_classes = len(zip_data.classes)
+            full_size = sum(counts.values())
+            st.success(f"{full_size} images in {num_classes} classes: "
+                       + ", ".join(f"{c} ({n})" for c, n in counts.items()))
+            if min(counts.values()) < 5:
+                st.warning("Some classes have fewer than 5 images: the validation accuracy will be very noisy.")
+            if zip_data.skipped:
+                with st.expander(f"{len(zip_data.skipped)} file(s) skipped"):
+                    st.table({"file": [n for n, _ in zip_data.skipped], "why": [r for _, r in zip_data.skipped]})
+            idx = np.linspace(0, full_size - 1, min(8, full_size)).astype(int)
+            st.image([zip_data.images[i].permute(1, 2, 0).numpy() for i in idx],
+                     caption=[zip_data.classes[int(zip_data.labels[i])] for i in idx], width=72)
+
+# --- 2. model -------------------------------------------------------------------------------------
+st.subheader("2 · Model")
+lc, rc_ = st.columns([3, 2])
+layout = lc.selectbox("Layout", list(LAYOUTS), index=1, format_func=lambda k: LAYOUTS[k][0], key="tr_layout",
+                      disabled=busy)
+if layout == "custom":
+    c = st.columns(6)
+    img = c[0].selectbox("Image size", [32, 48, 64, 96, 128, 224], index=1, key="tr_img", disabled=busy)
+    patches = [p for p in pc.divisors_between(img, 2, 32) if img // p >= 2]
+    patch = c[1].selectbox("Patch size", patches, index=patches.index(8) if 8 in patches else 0, key="tr_patch",
+                           disabled=busy)
+    width = c[2].selectbox("Width D", [32, 48, 64, 96, 128, 192, 256, 384, 512, 768], index=2, key="tr_width",
+                           disabled=busy)
+    heads_opts = [h for h in (1, 2, 3, 4, 6, 8, 12, 16) if width % h == 0]
+    heads = c[3].selectbox("Heads", heads_opts, index=heads_opts.index(4) if 4 in heads_opts else 0,
+                           key="tr_heads", disabled=busy)
+    depth = c[4].slider("Depth", 1, 12, 3, key="tr_depth", disabled=busy)
+    ratio = c[5].selectbox("MLP ratio", [1.0, 2.0, 3.0, 4.0], index=1, key="tr_ratio", disabled=busy)
+    vit = ViTConfig(img_size=img, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads, mlp_ratio=ratio)
+else:
+    vit = LAYOUTS[layout][1]
+vit = dataclasses.replace(vit, num_classes=num_classes)
+cost = model_cost(vit.to_dict())
+gh = vit.img_size // vit.patch_size
+rc_.caption(f"{vit.img_size} px images cut into {gh}×{gh} = {gh * gh} patches of {vit.patch_size}×{vit.patch_size} "
+            f"px, +1 [CLS] token = **{cost['tokens']} tokens** of width {vit.embed_dim}; {vit.depth} blocks of "
+            f"{vit.num_heads} heads, MLP {vit.mlp_ratio:g}× wide.")
+m = st.columns(5)
+m[0].metric("Parameters", f"{cost['vit_params']:,}")
+m[1].metric("Forward FLOPs / image", f"{cost['vit_gflops'] * 1e3:,.1f} M" if cost["vit_gflops"] < 1
+            else f"{cost['vit_gflops']:.2f} G")
+m[2].metric("Training FLOPs / image", f"≈ {3 * cost['vit_gflops'] * 1e3:,.0f} M" if cost["vit_gflops"] < 0.3
+            else f"≈ {3 * cost['vit_gflops']:.2f} G", help="forward + backward ≈ 3 × forward")
+m[3].metric("Matched CNN: parameters", f"{cost['cnn_params']:,}",
+            help=f"ResNet-style, widths {cost['cnn_width']}/{2 * cost['cnn_width']}/{4 * cost['cnn_width']}")
+m[4].metric("Matched CNN: FLOPs / image", f"{cost['cnn_gflops'] * 1e3:,.1f} M" if cost["cnn_gflops"] < 1
+            else f"{cost['cnn_gflops']:.2f} G")
+
+# --- 3. training ----------------------------------------------------------------------------------
+st.subheader("3 · Training")
+base = PRESETS["shapes-demo"] if layout == "bundled" else PRESETS["shapes-quick"]
+cuda = T.pick_device("auto").type == "cuda"
+c = st.columns(5)
+lr = c[0].select_slider("Peak learning rate (AdamW)", LRS, value=base.lr, key="tr_lr", disabled=busy,
+                        format_func=lambda v: f"{v:g}")
+wd = c[1].select_slider("Weight decay", [0.0, 0.01, 0.05, 0.1, 0.3], value=0.05, key="tr_wd", disabled=busy)
+warm = c[2].number_input("Warm-up steps", 0, 5000, base.warmup_steps, 10, key="tr_warm", disabled=busy,
+                         help="Linear warm-up, then cosine decay to 1% of the peak by the end of the budget.")
+batch = c[3].selectbox("Batch size", [8, 16, 32, 64, 128, 256, 512], index=3, key="tr_batch", disabled=busy)
+evals = c[4].number_input("Evaluate every … steps", 5, 5000, 100 if cuda else 25, 5, key="tr_eval", disabled=busy,
+                          help="Validation accuracy and a 'watch it learn' snapshot each time.")
+c = st.columns([1, 2, 2])
+budget_kind = c[0].radio("Budget", ["Seconds", "Epochs"], key="tr_budget", disabled=busy)
+epoch_n = full_size if (data_key != "shapes" or shapes_set) else 5000
+if budget_kind == "Seconds":
+    seconds = c[1].slider("Time budget (s)", 5, 900, 60, 5, key="tr_seconds", disabled=busy)
+    max_steps = None
+else:
+    epochs = c[1].number_input("Epochs", 1, 200, 5, key="tr_epochs", disabled=busy)
+    seconds = None
+    max_steps = max(1, math.ceil(epochs * (epoch_n or 1) / batch))
+    c[1].caption(f"= {max_steps:,} steps of {batch}" + ("" if data_key != "shapes" or shapes_set
+                                                         else " (fresh data: an epoch is counted as 5,000 images)"))
+aug_default = data_key in ("shapes", "cifar10", "zip") and layout != "quick"
+augment = c[2].toggle("Augmentation", value=aug_default, key="tr_aug", disabled=busy,
+                      help="Random shifts and horizontal flips. Fine for Shapes, CIFAR-10 and clothes; digits "
+                           "are not mirror-symmetric.")
+c[2].caption(f"Device: **{jobs.device_label()}**")
+
+cfg = get_preset("shapes-quick" if layout != "bundled" else "shapes-demo", vit=vit, img_size=vit.img_size,
+                 dataset=data_key if data_key != "zip" else "zip", lr=lr, weight_decay=wd, warmup_steps=int(warm),
+                 batch_size=int(batch), max_seconds=seconds, max_steps=max_steps,
+                 train_size=(shapes_set or None) if data_key == "shapes" else None,
+                 val_size=500 if data_key != "zip" else 10_000, augment=augment,
+                 shift_px=max(2, vit.img_size // 12), eval_every=int(evals), snapshot_every=int(evals),
+                 num_threads=jobs.default_threads())
+
+
+def data_factory():
+    """(cfg, progress) -> DataSource for the chosen data, or None for Shapes (the trainer's own)."""
+    if data_key == "shapes":
+        return None
+    if data_key == "zip":
+        tr, va = zip_data.split(0.2, seed=0)
+        return lambda cfg, progress: vision.tensor_source(cfg, tr.images, tr.labels, va.images, va.labels,
+                                                          zip_data.classes)
+    return lambda cfg, progress: vision.data_source(cfg, data_key, progress)
+
+
+def start(kind: str) -> None:
+    label = DATA[data_key] if data_key != "zip" else f"your images ({len(zip_data.classes)} classes)"
+    common = dict(data=data_factory(), data_label=label, save_dir=USER_MODELS,
+                  save_name=f"{data_key}-{layout}", extra_meta={"layout": layout})
+    if kind == "train":
+        plan = jobs.plan_train(cfg, **common)
+    elif kind == "compare":
+        plan = jobs.plan_compare(cfg, **common)
+    else:
+        full = full_size if data_key != "shapes" or shapes_set else 2000
+        if data_key == "zip":
+            full = int(round(full * 0.8))
+        plan = jobs.plan_data_size(dataclasses.replace(cfg, vit=cfg.vit, train_size=full), full, **common)
+    try:
+        mgr.submit(sid, plan)
+    except jobs.JobBusy as err:
+        st.warning(str(err))
+
+
+b = st.columns([1.1, 1.1, 1.5, 0.8, 2])
+can = data_ok and not busy
+if b[0].button("Train the ViT", type="primary", key="tr_go", disabled=not can, icon=":material/play_arrow:"):
+    start("train")
+if b[1].button("ViT vs CNN", key="tr_cmp", disabled=not can, icon=":material/compare_arrows:",
+               help="The ViT, then a CNN of similar parameter count on the same data, each for half the budget."):
+    start("compare")
+if b[2].button("Data size: 10% vs 100%", key="tr_size", disabled=not can, icon=":material/database:",
+               help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 2000:,} images), "
+                    "each for a quarter of the budget: which one suffers more from less data?"):
+    start("data-size")
+if b[3].button("Stop", key="tr_stop", disabled=not busy, icon=":material/stop:"):
+    mgr.stop(sid)
+job = mgr.get(sid)
+busy = job is not None and job.active
+if busy:
+    st.session_state.tr_was_active = True
+    b[4].caption("Training runs in the background: you can visit other pages and come back. Closing the "
+                 "tab stops it.")
+
+
+# --- live view ------------------------------------------------------------------------------------
+def _fmt_eta(s: float | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def curves(job: jobs.Job) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Accuracy"), horizontal_spacing=0.08)
+    for i, lg in enumerate(job.logs):
+        if not lg.steps:
+            continue
+        color = COLORS.get(lg.name.split(" ")[0], "#555")
+        dash = "dot" if "10%" in lg.name else "solid"
+        steps = [s.step for s in lg.steps]
+        k = max(1, len(steps) // 400)  # smooth the noisy per-step values: running mean over k steps
+        loss = np.convolve([s.loss for s in lg.steps], np.ones(k) / k, mode="valid")
+        acc = np.convolve([s.train_acc for s in lg.steps], np.ones(k) / k, mode="valid")
+        xs = steps[k - 1:]
+        fig.add_trace(go.Scatter(x=xs[::k], y=loss[::k], name=f"{lg.name} loss", line=dict(color=color, dash=dash),
+                                 legendgroup=lg.name, showlegend=False), 1, 1)
+        fig.add_trace(go.Scatter(x=xs[::k], y=acc[::k], name=f"{lg.name} train", opacity=0.45,
+                                 line=dict(color=color, dash=dash, width=1), legendgroup=lg.name), 1, 2)
+        if lg.evals:
+            fig.add_trace(go.Scatter(x=[e.step for e in lg.evals], y=[e.val_acc for e in lg.evals],
+                                     name=f"{lg.name} validation", mode="lines+markers",
+                                     line=dict(color=color, dash=dash, width=3), legendgroup=lg.name), 1, 2)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+                      uirevision="keep")
+    return fig
+
+
+def status_line(job: jobs.Job) -> None:
+    if job.state == "queued":
+        pos = mgr.queue_position(job)
+        st.info(f"Queued: **{pos}** in line. Runs train one at a time on this machine "
+                f"({mgr.running()} running now); yours starts as soon as the one ahead ends.",
+                icon=":material/hourglass_top:")
+    elif job.state == "running":
+        leg = job.logs[job.current].name if 0 <= job.current < len(job.logs) else ""
+        what = job.message or "Training"
+        st.info(f"{what}{' ' + leg if leg and leg not in what else ''} on {job.device} "
+                f"({job.current + 1} of {len(job.plan.legs)})", icon=":material/model_training:")
+        if job.progress is not None:
+            st.progress(min(max(job.progress, 0.0), 1.0))
+    elif job.state == "error":
+        st.error(job.error, icon=":material/error:")
+    else:
+        reason = job.reason or ""
+        if reason.startswith("diverged"):
+            st.error(f"Training stopped: the loss {reason.split('loss ', 1)[-1]}. A ViT trained from scratch "
+                     "is sensitive to the learning rate; the warm-up exists for this reason.", icon=":material/warning:")
+        elif reason.startswith("stopped"):
+            st.warning(reason[:1].upper() + reason[1:] + ".", icon=":material/stop_circle:")
+        else:
+            st.success(f"Done ({reason}).", icon=":material/check_circle:")
+
+
+def metrics(job: jobs.Job) -> None:
+    lg = job.logs[job.current] if 0 <= job.current < len(job.logs) else None
+    last = lg.last if lg else None
+    c = st.columns(6)
+    c[0].metric("Step", f"{last.step:,}" if last else "0")
+    c[1].metric("Loss", f"{last.loss:.3f}" if last else "–")
+    c[2].metric("Train accuracy", f"{last.train_acc:.0%}" if last else "–")
+    c[3].metric("Validation accuracy", f"{lg.evals[-1].val_acc:.1%}" if lg and lg.evals else "–")
+    c[4].metric("Images / s", f"{last.images_per_s:,.0f}" if last else "–")
+    c[5].metric("ETA" if job.active else "Time", _fmt_eta(last.eta_s) if job.active and last
+                else (f"{sum(x.seconds for x in job.logs):.0f} s" if last else "–"))
+
+
+def watch_it_learn(job: jobs.Job) -> None:
+    lg = next((x for x in job.logs if x.snapshots), None)
+    if lg is None:
+        return
+    snaps = list(lg.snapshots)
+    steps = [s.step for s in snaps]
+    st.subheader("Watch it learn")
+    follow = st.toggle("Follow the newest step", value=True, key="tr_follow") if job.active else False
+    cur = st.session_state.get("tr_snap")
+    if follow or cur not in steps:
+        st.session_state.tr_snap = steps[-1] if (follow or cur is None) else min(steps, key=lambda s: abs(s - cur))
+    step = st.select_slider("Training step", steps, key="tr_snap", disabled=len(steps) < 2,
+                            help="Snapshots are taken at every evaluation; slide back in time.")
+    snap = snaps[steps.index(step)]
+    acc = next((e.val_acc for e in lg.evals if e.step == step), None)
+    left, right = st.columns(2)
+    with left:
+        scale = max(1, 288 // snap.image.shape[0])
+        over = figures.overlay(figures.upscale(snap.image, scale), snap.rollout, alpha=0.55)
+        st.image(np.concatenate([figures.upscale(snap.image, scale), over], axis=1), width="stretch",
+                 caption=f"Attention rollout on a fixed validation image at step {step}"
+                         + (f" (validation accuracy {acc:.0%})" if acc is not None else "")
+                         + ": where [CLS] gathers information from.")
+    with right:
+        mosaic, _ = pc.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)
+        st.image(mosaic, width="stretch",
+                 caption="Position embeddings: tile i shows how similar position i is to every other position "
+                         "(red = similar). At step 0 it is noise; training discovers rows, columns and "
+                         "neighbourhoods (paper Fig. 7, centre).")
+
+
+def model_zip(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(path, path.name)
+        zf.write(path.with_suffix(".json"), path.with_suffix(".json").name)
+    return buf.getvalue()
+
+
+def _open_in_explainer(spec: str) -> None:
+    st.session_state.model = spec
+    st.session_state.tr_open = True
+
+
+def result(job: jobs.Job) -> None:
+    if job.active:
+        return
+    vit_logs = [x for x in job.logs if x.model == "vit"]
+    cnn_logs = [x for x in job.logs if x.model == "cnn"]
+    if job.plan.kind == "compare" and vit_logs and cnn_logs and cnn_logs[0].steps:
+        v, c = vit_logs[0], cnn_logs[0]
+        better = "ViT" if v.val_acc > c.val_acc else "CNN"
+        st.markdown(f"**Same data, same budget, similar size:** the ViT ({v.params:,} parameters) reached "
+                    f"**{v.val_acc:.1%}** in {v.steps[-1].step:,} steps, the CNN ({c.params:,} parameters) "
+                    f"**{c.val_acc:.1%}** in {c.steps[-1].step:,} steps: the **{better}** wins this one. "
+                    "The CNN's convolutions assume that nearby pixels belong together and that a pattern means "
+                    "the same thing anywhere; the ViT has to learn both from the data.")
+    if job.plan.kind == "data-size" and len(job.logs) == 4 and all(x.reason for x in job.logs):
+        acc = {x.name: x.val_acc for x in job.logs}
+        names = [x.name for x in job.logs]
+        fig = go.Figure()
+        for mname in ("ViT", "CNN"):
+            xs = [n.split(" · ")[1] for n in names if n.startswith(mname)]
+            fig.add_trace(go.Bar(x=xs, y=[acc[f"{mname} · {x}"] for x in xs], name=mname,
+                                 marker_color=COLORS[mname], text=[f"{acc[f'{mname} · {x}']:.0%}" for x in xs]))
+        fig.update_layout(height=280, yaxis=dict(range=[0, 1], title="validation accuracy"),
+                          margin=dict(l=10, r=10, t=30, b=10), title="Validation accuracy by training-set size")
+        st.plotly_chart(fig, key="tr_datasize")
+        v_drop = acc[names[2]] - acc[names[0]]
+        c_drop = acc[names[3]] - acc[names[1]]
+        hungrier = "ViT" if v_drop > c_drop else "CNN"
+        st.markdown(f"Going from 10% to 100% of the data gains the ViT **{v_drop * 100:+.1f}** points and the CNN "
+                    f"**{c_drop * 100:+.1f}**: here the **{hungrier}** is hungrier for data. The paper found the same "
+                    "at ImageNet scale: ResNets win on small data, ViTs only overtake them with much more "
+                    "(Fig. 3-4). Short runs on a toy task are noisy; lengthen the budget to be sure.")
+    if job.saved is not None and job.saved.exists():
+        spec = f"file:{job.saved}"
+        rel = job.saved.relative_to(USER_MODELS.parent) if job.saved.is_relative_to(USER_MODELS.parent) else job.saved
+        st.success(f"Saved as `{rel}` (+ `.json`). It is in the sidebar's **Model** list now, as "
+                   f"*Trained here: {job.saved.stem}*.", icon=":material/save:")
+        c = st.columns([1, 1, 3])
+        c[0].button("Explain this model", key="tr_explain", icon=":material/visibility:",
+                    on_click=_open_in_explainer, args=(spec,))
+        if st.session_state.pop("tr_open", False):
+            st.switch_page("pages/overview.py")
+        size_mb = job.saved.stat().st_size / 2**20
+        if size_mb <= MAX_DOWNLOAD_MB:
+            c[1].download_button("Download (zip)", model_zip(job.saved), file_name=f"{job.saved.stem}.zip",
+                                 mime="application/zip", key="tr_dl", icon=":material/download:")
+
+
+def live() -> None:
+    mgr.heartbeat(sid)
+    job = mgr.get(sid)
+    if job is None:
+        st.info("No run yet. Press **Train the ViT**: with the defaults it takes a minute on a laptop CPU.",
+                icon=":material/info:")
+        return
+    status_line(job)
+    metrics(job)
+    if any(x.steps for x in job.logs):
+        st.plotly_chart(curves(job), key="tr_curves")
+    watch_it_learn(job)
+    result(job)
+    if not job.active and st.session_state.get("tr_was_active"):
+        st.session_state.tr_was_active = False
+        st.rerun(scope="app")  # the run ended: stop the timer, show the final state everywhere
+
+
+st.subheader("4 · Live view")
+st.fragment(run_every=1.0 if busy else None)(live)()
+
+code_box(T._train, T.lr_at, cnn.SmallCNN, jobs.JobManager.check)

@@ -1,0 +1,363 @@
+"""Train a ViT from scratch, UI-free: ``train(cfg)`` yields progress events.
+
+The live-training page runs ``train`` in a background thread and draws the events; the CLI
+below prints them. The loop uses the fused ``model(x)`` path (fast); the explicit ``trace``
+path is used only for snapshots of attention.
+
+    python -m vit_core.train --preset shapes-quick --max-seconds 60 --out /tmp/quick
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vit_core.model import VisionTransformer
+from vit_core.presets import PRESETS, TrainConfig, get_preset
+
+MEAN = STD = (0.5, 0.5, 0.5)
+
+
+# --- events ---------------------------------------------------------------------------------
+@dataclass
+class Step:
+    step: int
+    epoch: float  # passes over the fixed training set; 0 with fresh data every step
+    loss: float
+    train_acc: float
+    lr: float
+    images_per_s: float
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass
+class Eval:
+    step: int
+    val_loss: float
+    val_acc: float
+
+
+@dataclass
+class Snapshot:
+    step: int
+    pos_similarity: np.ndarray  # (N, gh, gw) float32: cosine similarity of patch positions
+    rollout: np.ndarray  # (gh, gw) float32: last-layer attention rollout on a fixed val image
+    image: np.ndarray  # (H, W, 3) uint8, that val image
+
+
+@dataclass
+class Done:
+    model: VisionTransformer
+    val_acc: float
+    steps: int
+    seconds: float
+    reason: str  # "finished", "time budget", "stopped" or "diverged: <why>"
+
+
+Event = Step | Eval | Snapshot | Done
+
+
+# --- data sources ---------------------------------------------------------------------------
+@dataclass
+class DataSource:
+    """What the loop needs from a dataset. Images are uint8 (B, 3, H, W)."""
+
+    train_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step -> (images, labels)
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    classes: list[str]
+    train_size: int | None = None  # fixed-set size, None for fresh data
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + 1) % (2**62)
+
+
+def shapes_source(cfg: TrainConfig) -> DataSource:
+    from vit_core.datasets.shapes import ShapesConfig, generate
+
+    scfg = ShapesConfig(**cfg.data_options)
+    val = generate(cfg.val_size, seed=cfg.val_seed, size=cfg.img_size, config=scfg)
+    if cfg.train_size is None:  # a fresh batch every step, seeded by (seed, step)
+        def batch(step: int):
+            d = generate(cfg.batch_size, seed=_step_seed(cfg.seed, step), size=cfg.img_size, config=scfg)
+            return d.images, d.labels
+        return DataSource(batch, val.images, val.labels, val.classes)
+    train = generate(cfg.train_size, seed=cfg.seed, size=cfg.img_size, config=scfg)
+    return DataSource(_fixed_set_sampler(train.images, train.labels, cfg.batch_size, cfg.seed),
+                      val.images, val.labels, val.classes, cfg.train_size)
+
+
+def _fixed_set_sampler(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
+    """Epochs of seeded permutations; batch k of the run is a pure function of (seed, k)."""
+    n = len(labels)
+    per_epoch = max(1, n // batch_size)
+
+    def batch(step: int):
+        epoch, k = divmod(step, per_epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, -1 - epoch)))
+        idx = perm[k * batch_size:(k + 1) * batch_size]
+        return images[idx], labels[idx]
+    return batch
+
+
+DATA_SOURCES: dict[str, Callable[[TrainConfig], DataSource]] = {"shapes": shapes_source}
+
+
+# --- helpers --------------------------------------------------------------------------------
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float (x/255 - 0.5) / 0.5, matching data_config mean = std = 0.5."""
+    return (images.float() / 255.0 - 0.5) / 0.5
+
+
+def augment(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
+    """Per image: random translation by up to ``shift`` px (edge-replicated) and a horizontal flip.
+
+    A mirrored Shapes object keeps its class (every class is left-right symmetric or has a mirror
+    twin in the same class), so flips are label-preserving.
+    """
+    B, _, H, W = x.shape
+    flip = torch.rand(B, generator=g) < 0.5
+    x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
+    if shift <= 0:
+        return x
+    xp = F.pad(x, (shift,) * 4, mode="replicate")
+    off = torch.randint(0, 2 * shift + 1, (B, 2), generator=g).tolist()
+    return torch.stack([xp[i, :, oy:oy + H, ox:ox + W] for i, (oy, ox) in enumerate(off)])
+
+
+def lr_at(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """Linear warm-up, then cosine to min_lr_ratio * lr over whichever budget is closer to spent."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    fracs = [0.0]
+    if cfg.max_steps:
+        fracs.append((step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    if cfg.max_seconds:
+        fracs.append(elapsed / cfg.max_seconds)
+    p = min(1.0, max(fracs))
+    lo = cfg.lr * cfg.min_lr_ratio
+    return lo + (cfg.lr - lo) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate_model(model: VisionTransformer, images: torch.Tensor, labels: torch.Tensor,
+                   batch_size: int = 100) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on uint8 images, fused path."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(labels), batch_size):
+        x, y = normalize(images[i:i + batch_size]).to(dev), labels[i:i + batch_size].to(dev)
+        out = model(x).float()
+        loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+        correct += int((out.argmax(1) == y).sum())
+    model.train(was)
+    n = max(1, len(labels))
+    return loss_sum / n, correct / n
+
+
+@torch.no_grad()
+def snapshot(model: VisionTransformer, image: torch.Tensor, step: int) -> Snapshot:
+    from vit_core.analysis import attention_rollout, patch_pos_embed, position_similarity, rollout_map
+
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    tr = model.trace(normalize(image[None]).to(dev))
+    model.train(was)
+    grid = model.cfg.grid_size
+    roll = attention_rollout([a[0] for a in tr.attn], num_prefix_tokens=tr.num_prefix_tokens)
+    rmap = rollout_map(roll, roll.shape[0], grid, tr.num_prefix_tokens)
+    sim = position_similarity(patch_pos_embed(model), grid)
+    return Snapshot(step, sim.numpy().astype(np.float32), rmap.numpy().astype(np.float32),
+                    image.permute(1, 2, 0).numpy().copy())
+
+
+def build_model(cfg: TrainConfig) -> VisionTransformer:
+    """The initial model, from ``cfg.seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return VisionTransformer(cfg.vit)
+
+
+# --- the loop -------------------------------------------------------------------------------
+def train(cfg: TrainConfig, stop_event: threading.Event | None = None,
+          data: DataSource | None = None) -> Iterator[Event]:
+    """Train from scratch, yielding Step (every step), Eval, Snapshot and finally Done."""
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+    try:
+        yield from _train(cfg, stop_event, data)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _train(cfg: TrainConfig, stop_event, data) -> Iterator[Event]:
+    dev = pick_device(cfg.device)
+    data = data or DATA_SOURCES[cfg.dataset](cfg)
+    if len(data.classes) != cfg.vit.num_classes:
+        cfg.vit = dataclasses.replace(cfg.vit, num_classes=len(data.classes))
+    model = build_model(cfg).to(dev).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
+    g = torch.Generator().manual_seed(_step_seed(cfg.seed, -10**6))
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
+                else contextlib.nullcontext())
+    snap_image = data.val_images[0]
+    explode = 10 * math.log(max(2, len(data.classes))) + 5
+    t0, step, val_acc, last_eval = time.perf_counter(), 0, float("nan"), -1
+    reason = "finished"
+    while True:
+        elapsed = time.perf_counter() - t0
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+        if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
+            reason = "time budget"
+            break
+        if stop_event is not None and stop_event.is_set():
+            reason = "stopped"
+            break
+        lr = lr_at(cfg, step, elapsed)
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        images, labels = data.train_batch(step)
+        x = normalize(images)
+        if cfg.augment:
+            x = augment(x, cfg.shift_px, g)
+        x, y = x.to(dev), labels.to(dev)
+        with autocast:
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+        lv = loss.item()
+        if not math.isfinite(lv) or lv > explode:
+            what = "became NaN" if math.isnan(lv) else ("became infinite" if not math.isfinite(lv)
+                                                         else f"exploded to {lv:.3g}")
+            reason = (f"diverged: loss {what} at step {step} (lr {lr:.3g}): "
+                      f"lower the learning rate or lengthen the warm-up")
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        eta = []
+        if cfg.max_steps is not None:
+            eta.append(elapsed / step * (cfg.max_steps - step))
+        if cfg.max_seconds is not None:
+            eta.append(max(0.0, cfg.max_seconds - elapsed))
+        epoch = step * cfg.batch_size / data.train_size if data.train_size else 0.0
+        yield Step(step, epoch, lv, float((out.argmax(1) == y).float().mean()), lr,
+                   step * cfg.batch_size / max(elapsed, 1e-9), elapsed, min(eta) if eta else None)
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            vl, val_acc = evaluate_model(model, data.val_images, data.val_labels)
+            last_eval = step
+            yield Eval(step, vl, val_acc)
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            yield snapshot(model, snap_image, step)
+    model.eval()
+    if not reason.startswith("diverged") and last_eval != step:
+        vl, val_acc = evaluate_model(model, data.val_images, data.val_labels)
+        yield Eval(step, vl, val_acc)
+    yield Done(model, val_acc, step, time.perf_counter() - t0, reason)
+
+
+def run(cfg: TrainConfig, stop_event=None, log=None, data: DataSource | None = None) -> Done:
+    """Drive ``train`` to the end, optionally printing progress lines with ``log``."""
+    done = None
+    for ev in train(cfg, stop_event, data):
+        if isinstance(ev, Step) and log and (ev.step % 25 == 0 or ev.step == 1):
+            log(f"step {ev.step} loss {ev.loss:.4f} acc {ev.train_acc:.3f} lr {ev.lr:.2e} "
+                f"{ev.images_per_s:.1f} img/s {ev.elapsed_s:.0f}s")
+        elif isinstance(ev, Eval) and log:
+            log(f"eval step {ev.step} val_loss {ev.val_loss:.4f} val_acc {ev.val_acc:.4f} "
+                f"t {time.perf_counter():.0f}")
+        elif isinstance(ev, Done):
+            done = ev
+    return done
+
+
+# --- saving ---------------------------------------------------------------------------------
+def data_config(cfg: TrainConfig) -> dict:
+    return {"input_size": [3, cfg.img_size, cfg.img_size], "mean": list(MEAN), "std": list(STD),
+            "crop_pct": 1.0, "interpolation": "bicubic"}
+
+
+def save(out_dir: str, cfg: TrainConfig, done: Done, classes: list[str], extra: dict | None = None) -> None:
+    """Write ``model.safetensors`` + ``model.json`` (format vit-explainer/1)."""
+    meta = {"train_config": cfg.to_dict(), "val_acc": done.val_acc, "steps": done.steps,
+            "seconds": round(done.seconds, 1), "reason": done.reason,
+            "images_seen": done.steps * cfg.batch_size, "torch": torch.__version__, **(extra or {})}
+    try:
+        from vit_core.loading import save_model
+    except ImportError:
+        save_model = None
+    if save_model is not None:
+        save_model(out_dir, done.model, classes, data_config(cfg), meta)
+        return
+    from safetensors.torch import save_file
+
+    os.makedirs(out_dir, exist_ok=True)
+    sd = {k: v.detach().cpu().contiguous() for k, v in done.model.state_dict().items()}
+    save_file(sd, os.path.join(out_dir, "model.safetensors"))
+    card = {"format": "vit-explainer/1", "vit": done.model.cfg.to_dict(), "class_names": list(classes),
+            "data_config": data_config(cfg),
+            "description": f"ViT trained from scratch on {cfg.dataset} ({cfg.img_size} px).", "meta": meta}
+    with open(os.path.join(out_dir, "model.json"), "w") as f:
+        json.dump(card, f, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m vit_core.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="shapes-quick", choices=sorted(PRESETS))
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--max-seconds", type=float)
+    ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--out", help="directory to save model.safetensors + model.json")
+    a = ap.parse_args(argv)
+    over = {k: v for k, v in (("seed", a.seed), ("max_seconds", a.max_seconds), ("max_steps", a.max_steps),
+                              ("num_threads", a.threads)) if v is not None}
+    if a.max_seconds is not None and a.max_steps is None:
+        over["max_steps"] = None  # a time budget alone: the schedule follows the clock
+    if a.max_steps is not None and a.max_seconds is None:
+        over["max_seconds"] = None
+    cfg = get_preset(a.preset, **over)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log(f"preset {a.preset}: {json.dumps(cfg.to_dict())}")
+    data = DATA_SOURCES[cfg.dataset](cfg)
+    done = run(cfg, log=log, data=data)
+    if a.out:
+        save(a.out, cfg, done, data.classes, {"preset": a.preset})
+        log(f"saved to {a.out}")
+    print(json.dumps({"preset": a.preset, "val_acc": done.val_acc, "seconds": round(done.seconds, 2),
+                      "steps": done.steps, "reason": done.reason, "out": a.out}))
+    return 0 if not done.reason.startswith("diverged") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
