@@ -9,7 +9,7 @@ from pages._common import PAGES, ROOT
 
 st.set_page_config(page_title="ViT Explainer", page_icon=":material/grid_view:", layout="wide",
                    initial_sidebar_state="expanded")
-pg = st.navigation([
+pg = st.navigation(expanded=True, pages=[
     st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, default=(i == 0))
     for i, (path, title, url, icon) in enumerate(PAGES)
     if (ROOT / path).exists()

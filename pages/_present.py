@@ -39,7 +39,8 @@ html {{ font-size: 21px !important; }}
 [data-testid="stMainBlockContainer"] {{ max-width: 100% !important; padding: 0.6rem 2.2rem 3rem 2.2rem !important; }}
 .stApp p, .stApp li, .stApp label, .stApp td, .stApp th {{ color: #000000 !important; }}
 .stApp p, .stApp li {{ font-size: 1.12rem; line-height: 1.45; }}
-[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {{ color: #111111 !important; font-size: 0.95rem !important; }}
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {{ color: #111111 !important; opacity: 1 !important; font-size: 0.95rem !important; }}
+[data-testid="stTable"] td, [data-testid="stTable"] th {{ font-size: 0.95rem !important; color: #000000 !important; }}
 .stApp h1 {{ font-size: 2.3rem !important; font-weight: 800 !important; color: #000000 !important; padding-top: 0.2rem !important; }}
 .stApp h2, .stApp h3 {{ font-weight: 750 !important; color: #000000 !important; }}
 .stApp a {{ color: #0b3fb3 !important; text-decoration: underline !important; }}
@@ -103,10 +104,29 @@ def kept_params(present: bool = True) -> dict[str, str]:
 # --- navigation -----------------------------------------------------------------------------
 
 
+def _is_bound(key: str) -> bool:
+    """Whether a query parameter belongs to a widget (bind="query-params"): Streamlit refuses to set
+    those directly; the widget's own state carries them to the next page."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        with get_script_run_ctx().session_state.query_params() as qp:
+            return bool(qp.is_bound(key))
+    except Exception:  # internal API moved: assume unbound (go() retries without the extras)
+        return False
+
+
 def go(page, present: bool = True) -> None:
     """Switch to a PAGES entry, keeping the talk's parameters in the URL."""
+    params = {k: v for k, v in kept_params(present).items() if not _is_bound(k)}
+    target = str(ROOT / page[0])
     try:
-        st.switch_page(str(ROOT / page[0]), query_params=kept_params(present))
+        try:
+            st.switch_page(target, query_params=params)
+        except StreamlitAPIException as err:
+            if "bound" not in str(err):
+                raise
+            st.switch_page(target, query_params={PRESENT_PARAM: "1"} if present else {})
     except StreamlitAPIException:  # a page run on its own (tests): there is no navigation
         st.warning(f"Open **{page[1]}** from the app (`streamlit run app.py`) to move between pages.")
 
@@ -142,13 +162,13 @@ def _toggle_changed() -> None:
 def nav_bar(page) -> None:
     """Presentation mode's top bar: Previous, where we are, the QR code, Exit, Next."""
     prev, nxt, pos, count = neighbours(page)
-    c_prev, c_mid, c_qr, c_exit, c_next = st.columns([3, 3, 1.3, 1.3, 3], vertical_alignment="center")
+    c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.1, 1.3, 1.2, 4], vertical_alignment="center")
     with c_prev:
         if st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
                      width="stretch", shortcut="PageUp", help="Previous page of the talk (PageUp)"):
             go(prev)
-    c_mid.markdown(f"<div style='text-align:center;font-size:1rem'><b>{pos} / {count}</b>"
-                   f" · {page[1] if page else ''}</div>", unsafe_allow_html=True)
+    c_mid.markdown(f"<div style='text-align:center;font-size:1rem;white-space:nowrap'><b>{pos} / {count}</b></div>",
+                   unsafe_allow_html=True, help=f"Page {pos} of {count} of the talk")
     with c_qr:
         with st.popover("QR", icon=":material/qr_code_2:", width="stretch", help="A link and QR code for the audience"):
             share_box(page, large=True)
@@ -292,8 +312,9 @@ def lecture_chrome(ctx=None) -> None:
     side.toggle("Presentation mode", key="_present_toggle", on_change=_toggle_changed,
                 help="Projector layout: no sidebar or toolbar, large high-contrast type, Previous/Next "
                      "buttons (PageUp/PageDown). Same as adding ?present=1 to the URL.")
-    with side.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
-        share_box(page)
+    if not present:  # presentation mode has its own QR button in the top bar
+        with side.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
+            share_box(page)
     if ctx is not None:
         handout_button(ctx, side)
     if present:

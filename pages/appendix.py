@@ -38,7 +38,7 @@ shapes = pd.DataFrame([
     ("Heads side by side", "T x D", f"{T} x {h * d}", f"{T * h * d:,}"),
     ("W_O (output projection)", "D x D", f"{D} x {D}", f"{D * D:,}"),
 ], columns=["What", "Shape", "This model", "Numbers"]).set_index("What")
-st.dataframe(shapes, width="stretch")
+st.table(shapes)
 
 st.subheader("Where T² appears")
 fl = lec.layer_flops(T, D, M)

@@ -6,6 +6,18 @@ from vit_core import analysis, explain, figures, pagecalc_attn as pc
 
 PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
 
+
+# Keyed on model and image hash; the Analysis itself rides along unhashed (leading underscore).
+@st.cache_resource(show_spinner=False, max_entries=32)
+def rollout(spec: str, sha: str, fusion: str, discard: float, _a):
+    return explain.rollout_with(_a, fusion, discard)  # (L, T, T)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def distances(spec: str, sha: str, renorm: bool, _a):
+    return pc.distances(_a, renorm)  # (L, h)
+
+
 ctx = sidebar()
 header("5 · Attention maps",
        "Each layer has several heads, and each head gives every token its own attention row over all "
@@ -36,7 +48,8 @@ for key, lo, hi in (("att_layer", 1, L), ("att_q", 0, T - 1), ("att_roll", 1, L)
 head_opts = ["mean"] + [str(i) for i in range(1, h + 1)]
 if st.session_state.get("att_head", "mean") not in head_opts:
     del st.session_state["att_head"]
-centre = n + (gh // 2) * gw + gw // 2  # default query: the middle patch
+if "att_q" not in st.session_state and "att_q" not in st.query_params:
+    st.session_state["att_q"] = n + (gh // 2) * gw + gw // 2  # start on the middle patch
 
 with st.container(border=True):
     d1, d2 = st.columns(2)
@@ -62,7 +75,7 @@ c1, c2, c3 = st.columns([2, 1, 2])
 layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
 head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
                     key="att_head", bind="query-params")
-query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, centre, key="att_q",
+query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, key="att_q",
                   bind="query-params")
 qmaps = pc.query_maps(a, layer, query)  # (h, gh, gw)
 qmap = qmaps.mean(0) if head == "mean" else qmaps[int(head) - 1]
@@ -98,7 +111,7 @@ if n:
     discard = r3.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard", bind="query-params",
                         help="Zero this fraction of the weakest attention entries in each layer "
                              "(never the [CLS] row or column) before the rollout: less noise.")
-    roll = explain.rollout_with(a, fusion, discard)  # (L, T, T)
+    roll = rollout(ctx.spec, ctx.sha, fusion, float(discard), a)  # (L, T, T)
     raw_img = figures.overlay(big, pc.fuse(pc.cls_maps(a)[upto - 1], fusion), cmap, alpha)
     roll_map = explain.patch_map(a, roll[upto - 1][0])
     roll_img = figures.overlay(big, roll_map, cmap, alpha)
@@ -112,13 +125,13 @@ if n:
         st.image(roll_img, width="stretch")
         png_button(roll_img, f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
     st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "
-                f"input; the patches hold {roll_map.sum():.1%}, the most on "
-                f"{pc.token_label(a, int(roll_map.argmax()) + n)} ({roll_map.max():.1%}).")
+                f"input; the patches hold {roll_map.sum():.1%}, the most ({roll_map.max():.1%}) on "
+                f"{pc.token_label(a, int(roll_map.argmax()) + n)}.")
 
 st.subheader("How far does each head look? (mean attention distance)")
 renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
                    key="att_renorm", bind="query-params")
-dist = pc.distances(a, renorm)  # (L, h)
+dist = distances(ctx.spec, ctx.sha, bool(renorm), a)  # (L, h)
 st.plotly_chart(pc.distance_figure(dist, f"Mean attention distance, this image ({a.image.shape[0]} px across)"),
                 key="att_dist", config=PLOTLY_PNG)
 st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "

@@ -29,9 +29,9 @@ machine in under three days, with strong augmentation, regularisation and distil
 *How to train your ViT* (Steiner et al., 2021) found that augmentation and regularisation can be worth about
 ten times more data. Data still helps more for ViTs than for CNNs.
 """)
-    st.markdown(f"**See it happen.** Train a small ViT live on this computer and watch how it learns (and "
-                f"over-fits) with little data. The model behind these pages, {ctx.loaded.description}, was "
-                "trained the same way.")
+    st.markdown("**See it happen.** Train a small ViT live on this computer and watch how it learns (and "
+                "over-fits) with little data." + (" The bundled Shapes ViT behind these pages was trained with the "
+                                                 "same code." if ctx.loaded.source == "bundled" else ""))
     page_link("pages/train.py", "Train a ViT live", icon=":material/model_training:")
 
 with t_cost:
@@ -46,12 +46,11 @@ USD {price:.2f} per core-hour that is {lec.CORE_DAYS['vit_h14_jft']:,} x 24 x {p
 
 **But not more than the CNNs it beat.** The CNN baselines in the same table needed more compute, and the
 paper's scaling study found ViTs reach the same accuracy with roughly 2 to 4 times less pre-training compute
-than ResNets. And almost nobody pre-trains: fine-tuning released weights takes hours on one GPU, which is
-how most ViTs are used (including the ImageNet models this app can load).
+than ResNets. And few people pre-train: fine-tuning released weights costs a tiny fraction of a pre-training
+run, which is how most ViTs are used (including the ImageNet models this app can load).
 """)
-    st.dataframe(pd.DataFrame([(m, f"{d:,}", f"{c:,.0f}") for m, d, c in rows],
-                              columns=["Model", "TPUv3-core-days", f"USD at {price:.2f}/core-hour"]).set_index("Model"),
-                 width="stretch")
+    st.table(pd.DataFrame([(m, f"{d:,}", f"{c:,.0f}") for m, d, c in rows],
+                              columns=["Model", "TPUv3-core-days", f"USD at {price:.2f}/core-hour"]).set_index("Model"))
     page_link("pages/vit_in_numbers.py", "ViT in numbers: change the price")
 
 with t_conv:
@@ -109,5 +108,5 @@ with t_pred:
          "aspect ratios (NaViT, 2023); yet plain square patches of 14 or 16 pixels remain the default.",
          "Partly"),
     ], columns=["Prediction", "What happened", "Verdict"]).set_index("Prediction")
-    st.dataframe(preds, width="stretch")
+    st.table(preds)
     st.caption("A short summary with examples, not a survey; follow the names to the papers.")

@@ -1,5 +1,6 @@
 """A brief history: from the Transformer for translation (2017) to ViT (2020) and what followed."""
 import datetime as dt
+import textwrap
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,7 +16,6 @@ header("A brief history",
        "won in NLP and fed it an image instead of a sentence. The timeline below shows where the pieces "
        "came from, and what the vision community built on ViT in the year that followed.")
 
-LANES = {"NLP": 2, "ViT": 1, "Vision": 0}
 COLOURS = {"NLP": "#1d4ed8", "ViT": "#c2410c", "Vision": "#047857"}
 events = list(lecture.HISTORY)
 
@@ -29,28 +29,33 @@ focus = c2.select_slider("Step through the events", [e.name for e in events], va
                          bind="query-params")
 sel = next(e for e in events if e.name == focus)
 
+# An ordinal timeline: events evenly spaced (the years 2020-21 are crowded), labels alternating
+# above and below the line, so that every name stays readable on a projector.
 fig = go.Figure()
-for kind, lane in LANES.items():
-    evs = [e for e in shown if e.kind == kind]
-    if not evs:
+xs = list(range(len(shown)))
+fig.add_trace(go.Scatter(x=[-0.5, len(shown) - 0.5], y=[0, 0], mode="lines", line=dict(color="#444", width=3),
+                         hoverinfo="skip", showlegend=False))
+for kind, label in (("NLP", "Language"), ("ViT", "ViT"), ("Vision", "Vision")):
+    idx = [i for i, e in enumerate(shown) if e.kind == kind]
+    if not idx:
         continue
-    # Alternate labels above and below the markers so that neighbours in time do not overlap.
-    pos = ["top center" if i % 2 == 0 else "bottom center" for i in range(len(evs))]
     fig.add_trace(go.Scatter(
-        x=[e.date for e in evs], y=[lane] * len(evs), mode="markers+text", name=kind,
-        text=[f"<b>{e.name}</b><br>{e.date[:4]}" for e in evs], textposition=pos,
-        marker=dict(size=[30 if e.name == focus else 18 for e in evs], color=COLOURS[kind],
-                    line=dict(width=[4 if e.name == focus else 1 for e in evs], color="black")),
-        customdata=[[e.who, e.line] for e in evs], textfont=dict(size=15),
-        hovertemplate="<b>%{text}</b><br>%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
-    ))
-fig.update_layout(height=430, font=dict(size=16), margin=dict(l=10, r=10, t=20, b=10), showlegend=False,
-                  plot_bgcolor="white",
-                  yaxis=dict(tickvals=list(LANES.values()), ticktext=["Vision", "ViT", "Language"],
-                             range=[-0.8, 2.8], showgrid=False, zeroline=False),
-                  xaxis=dict(range=["2017-01-01", "2022-06-30"], showgrid=True, gridcolor="#e5e5e5",
-                             dtick="M6", tickformat="%b %Y"))
-fig.add_vline(x="2020-10-22", line=dict(color=COLOURS["ViT"], dash="dot"))
+        x=idx, y=[0] * len(idx), mode="markers", name=label,
+        marker=dict(size=[34 if shown[i].name == focus else 22 for i in idx], color=COLOURS[kind],
+                    line=dict(width=[5 if shown[i].name == focus else 2 for i in idx], color="black")),
+        customdata=[[shown[i].name, shown[i].who, shown[i].line] for i in idx],
+        hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>%{customdata[2]}<extra></extra>"))
+for i, e in enumerate(shown):
+    up = i % 2 == 0
+    name = "<br>".join(textwrap.wrap(e.name, 17))
+    fig.add_annotation(x=i, y=0, ax=0, ay=-62 if up else 62, showarrow=True, arrowhead=0, arrowwidth=2, arrowcolor="#666",
+                       text=(f"<b>{name}</b>" if e.name == focus else name) + f"<br><span style='color:#444'>"
+                       f"{dt.date.fromisoformat(e.date):%b %Y}</span>",
+                       yanchor="bottom" if up else "top", font=dict(size=17, color=COLOURS[e.kind]))
+fig.update_layout(height=380, font=dict(size=16), margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                  legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", font=dict(size=16)),
+                  xaxis=dict(visible=False, range=[-0.6, len(shown) - 0.4]),
+                  yaxis=dict(visible=False, range=[-1.3, 1.3]))
 st.plotly_chart(fig, key="hist_timeline", config={"displaylogo": False,
                                                   "toImageButtonOptions": {"format": "png", "scale": 2}})
 

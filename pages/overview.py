@@ -37,10 +37,19 @@ steps = [
     ("[CLS] -> head", f"{D} -> {cfg.num_classes or 'features'}",
      "LayerNorm, then a linear layer to the classes" if cfg.num_classes else "feature extractor: no class head"),
 ]
-cols = st.columns(len(steps))
-for col, (title, shape, note) in zip(cols, steps):
-    col.metric(title, shape)
-    col.caption(note)
+boxes = "".join(
+    f'<div class="vx-step"><div class="vx-t">{title}</div><div class="vx-s">{shape}</div>'
+    f'<div class="vx-n">{note}</div></div>' + ('<div class="vx-arrow">&#10140;</div>' if i < len(steps) - 1 else "")
+    for i, (title, shape, note) in enumerate(steps)
+)
+st.html(
+    "<style>.vx-flow{display:flex;flex-wrap:wrap;align-items:stretch;gap:.4rem}"
+    ".vx-step{flex:1 1 9.5rem;border:2px solid #c2410c;border-radius:.6rem;padding:.5rem .7rem;background:#fff7ed}"
+    ".vx-t{font-weight:700;font-size:1.05rem}.vx-s{font-size:1.3rem;font-weight:700;color:#9a3412;"
+    "font-family:monospace;margin:.2rem 0}.vx-n{font-size:.95rem;color:#333}"
+    ".vx-arrow{align-self:center;font-size:1.6rem;color:#c2410c}</style>"
+    f'<div class="vx-flow">{boxes}</div>'
+)
 
 left, mid, right = st.columns([1, 1, 1])
 with left:

@@ -57,12 +57,12 @@ def _picked() -> None:
 st.subheader("Step 1: pick a patch")
 left, right = st.columns([5, 6])
 with right:
-    i = st.slider("Patch (reading order)", 0, N - 1, value=min(N - 1, (gh // 2) * gw + gw // 2),
+    i = st.slider("Patch (reading order)", 0, N - 1, value=pc.most_varied_patch(a.patches),
                   key=KEY, bind="query-params", help="Or click a patch on the image.")
     r, c = divmod(i, gw)
     tile = pc.patch_tiles(a.image, P)[i]  # (P, P, 3)
     planes = pc.channel_planes(tile, tile_px=150)
-    st.markdown(f"**Patch {i}** (row {r}, column {c}) as its three colour planes, each {P} x {P}:")
+    st.markdown(f"**Patch {i}** (row {r}, column {c}) and its three colour planes, each {P} x {P} pixels:")
     st.image(planes, width="stretch")
     png_button(planes, f"patch-{i}-planes.png", key="emb_dl_planes")
 with left:
@@ -121,7 +121,7 @@ k = len(mf.filter_pcs_var)
 mos = pc.pcs_mosaic(mf.filter_pcs, cols=7, tile_px=96, var=mf.filter_pcs_var)
 st.markdown(
     f"Each of the {D} rows of E is a little {P} x {P} colour filter. Treating them as {D} samples and taking "
-    f"their principal components gives the {k} patterns that describe most of the filters (paper Fig. 7, "
+    f"their principal components gives the {k} patterns along which the filters differ most (paper Fig. 7, "
     f"left). Each tile is one component, scaled to show its full contrast; its label is the share of the "
     f"filters' variance it explains. Together these {k} explain **{mf.filter_pcs_var.sum():.0%}**. In the paper "
     "(ViT-L/32) they *resemble plausible basis functions for a low-dimensional representation of the fine "
@@ -135,7 +135,7 @@ parts = pc.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
 prefix = parts["prefix"]
 s1, s2, s3 = st.columns(3)
 s1.metric("Patch embeddings", f"{N} x {D}")
-s2.metric(f"+ [CLS] in front" if prefix == 1 else f"+ {prefix} prefix tokens", f"{T} x {D}")
+s2.metric("+ [CLS] in front" if prefix == 1 else f"+ {prefix} prefix tokens", f"{T} x {D}")
 s3.metric("+ position embeddings", f"{T} x {D}")
 st.markdown(
     r"$\mathbf{z}_0 = [\mathbf{x}_\mathrm{class};\, \mathbf{x}_p^1\mathbf{E};\, \dots;\, "
@@ -148,7 +148,7 @@ st.markdown(
 pn, qn = parts["patch_norm"], parts["pos_norm"]
 t1, t2, t3 = st.columns(3)
 t1.metric(f"Size of x_p E, patch {i}", f"{pn[i]:.2f}", help="Euclidean norm of the vector")
-t2.metric(f"Size of its position embedding", f"{qn[i]:.2f}")
+t2.metric("Size of its position embedding", f"{qn[i]:.2f}")
 t3.metric("Their ratio", f"{pn[i] / max(qn[i], 1e-12):.2f}")
 line = go.Figure()
 line.add_trace(go.Scatter(x=np.arange(N), y=pn, mode="lines", name="patch embedding x_p E",

@@ -71,19 +71,22 @@ st.subheader(f"Step 2: {N} patches, read like words")
 count = min(N, 2 * gw, 23)
 scale = max(1, 720 // max(H, W))
 numbered = pc.numbered_grid(a.image, P, scale, highlight_first=count)
-left, right = st.columns([5, 6])
+left, right = st.columns([3, 2])
 with left:
     st.image(numbered, width="stretch")
     png_button(numbered, "numbered-patches.png", key="patches_dl_grid")
 with right:
     st.markdown(f"Each patch gets a number in **reading order**: row by row, left to right. Patch 0 is the "
                 f"top-left corner, patch {gw - 1} ends the first row, patch {N - 1} is the bottom-right corner. "
-                f"The model then sees a **sequence** of {N} tokens, just like a sentence of {N} words, "
-                f"and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
-                "will carry the answer.")
-seq = pc.token_sequence(a.image, P, count, cols=-(-(count + 1) // 2), tile_px=80)
+                f"The model then sees a **sequence** of {N} tokens, just like a sentence of {N} words"
+                + (", and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
+                   "will carry the answer." if prefix else
+                   ". This model has no [CLS] token: it averages the patch tokens at the end."))
+seq = pc.token_sequence(a.image, P, count, cols=-(-(count + int(prefix > 0)) // 2), tile_px=80,
+                        with_cls=prefix > 0)
 st.image(seq, width="stretch")
-st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above), with [CLS] in front. "
+st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"
+           + (", with [CLS] in front. " if prefix else ". ") +
            f"In total: T = {N} + {prefix} = **{T} tokens**.")
 png_button(seq, "token-sequence.png", key="patches_dl_seq")
 if prefix > 1:
@@ -135,7 +138,7 @@ with right:
                                  hoverinfo="skip"))
     fig.update_layout(font=figures.FONT, height=440, showlegend=False, margin=dict(l=10, r=10, t=50, b=10),
                       title="Attention cost per head and layer",
-                      xaxis=dict(title="patch size P (pixels, log scale)", type="log", tickvals=options),
+                      xaxis=dict(title="patch size P (pixels, log scale)", type="log", tickvals=pc.log_ticks(options, P)),
                       yaxis=dict(title="T² scores (log scale)", type="log", dtick=1, tickformat="~s"))
     pc.legible(fig)
     st.plotly_chart(fig, key="patches_cost", config={"toImageButtonOptions": {"format": "png", "scale": 2}})

@@ -24,7 +24,8 @@ c2.metric("16 x 16 patches + [CLS]", f"{small:,}", help="(14 x 14 + 1)^2 = 197^2
 c3.metric("Ratio", f"{big / small:,.0f} x")
 st.latex(rf"(3 \cdot 224 \cdot 224)^2 = {values:,}^2 = {big:,} \approx {big / 1e9:.1f}\ \text{{billion}}"
          rf"\qquad\text{{vs.}}\qquad 197^2 = {small:,}".replace(",", "{,}"))
-st.caption("Attention scores in one head of one layer, for a 224 x 224 RGB image. Even one pixel per token "
+st.caption(f"Attention scores in one head of one layer, for a 224 x 224 RGB image: about {lec.human_count(big)} "
+           f"against {small:,}. Even one pixel per token "
            f"(RGB together) gives {lec.attention_entries(lec.pixel_tokens(224, per_value=False)):,} scores.")
 
 st.subheader("Try it: the cost for any image and patch size")
@@ -46,16 +47,16 @@ rows = [
 ]
 table = pd.DataFrame({
     "Tokens": [f"{r.tokens:,}" for r in rows],
-    "Attention scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
-    "float32 memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
-    f"all {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
+    "Scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
+    "Memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
+    f"Memory, {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
     "FLOPs per layer": [lec.human_flops(r.flops.total) for r in rows],
-    "of which attention (T²)": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
+    "Share in T² terms": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
 }, index=[r.label for r in rows])
-st.dataframe(table, width="stretch")
+st.table(table)
 if size % patch:
     st.caption(f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be cropped.")
-st.caption(f"Memory counts only the attention matrices (4 bytes per score) of {ref.name} "
+st.caption(f"Memory counts only the attention matrices (float32: 4 bytes per score) of {ref.name} "
            f"(D = {ref.width}, {ref.heads} heads, {ref.layers} layers), as a forward pass with the probabilities "
            "kept would hold them. FLOPs count a multiply-add as 2: the linear layers cost 24·T·D², the attention "
            "4·T²·D per layer.")

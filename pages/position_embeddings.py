@@ -59,7 +59,7 @@ tile_px = max(24, min(64, 840 // max(gh, gw)))
 mosaic, pitch = pc.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px)
 bar = pc.colorbar_image(CMAP, -1, 1, width=mosaic.shape[1], label="cosine similarity") if shared else \
     pc.colorbar_image(CMAP, 0, 1, width=mosaic.shape[1], label="each tile: its lowest (0) to its highest (1)")
-left, right = st.columns([11, 9])
+left, right = st.columns(2)
 with left:
     height = 470
     picker = pc.mosaic_picker(mosaic, (gh, gw), pitch, selected=i, height=height)
@@ -89,7 +89,10 @@ rc = pc.row_column_similarity(sim)
 
 
 def fmt(v: float) -> str:
-    return "n/a" if math.isnan(v) else f"{v:.2f}"
+    if math.isnan(v):
+        return "n/a"
+    out = f"{v:.2f}"
+    return "0.00" if out == "-0.00" else out
 
 
 m1, m2, m3, m4 = st.columns(4)

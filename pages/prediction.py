@@ -70,6 +70,10 @@ else:
                f"(max difference {pc.lens_vs_output(a):.1e}).")
 
     st.subheader("Which patches speak for a class? (Chefer et al., 2021)")
+if C and n == 0:
+    st.info("This model has no [CLS] token (it averages the patch tokens). Class-specific relevance "
+            "reads the [CLS] row of the relevance matrix, so it is left out for this model.")
+elif C:
     st.markdown("Rollout (page 5) is the same whatever the class. The relevance method of Chefer, Gur & "
                 "Wolf (2021, *Generic Attention-model Explainability*) back-propagates one class's score "
                 "to every attention map, keeps the positive part of gradient x attention, averages the heads, "

@@ -80,26 +80,24 @@ score_img = figures.overlay(big, explain.patch_map(a, s.scores), "viridis", 0.65
 weight_img = figures.overlay(big, explain.patch_map(a, s.weights.astype("float32")), "inferno", 0.65)
 g1, g2 = st.columns(2)
 with g1:
-    st.markdown(f"**Scores** q·k/√d of the patch keys: {s.scores[n:].min():.2f} (dark) to "
-                f"{s.scores[n:].max():.2f} (bright)")
+    st.markdown(f"**Scores** q·k/√d: {s.scores[n:].min():.2f} (dark) to {s.scores[n:].max():.2f} (bright)")
     st.image(score_img, width="stretch")
     if n:
         st.markdown(f"Score of the **[CLS]** key: **{s.scores[0]:.2f}**"
                     + (f"; registers: {', '.join(f'{x:.2f}' for x in s.scores[1:n])}" if n > 1 else ""))
     png_button(score_img, f"scores-L{layer + 1}-H{head + 1}-q{query}.png", key="sa_dl_scores")
 with g2:
-    st.markdown(f"**Softmax weights**: up to {s.weights[n:].max():.1%} on one patch, "
-                f"{s.weights[n:].sum():.1%} on all patches together")
+    st.markdown(f"**Softmax weights**: up to {s.weights[n:].max():.1%} on one patch")
     st.image(weight_img, width="stretch")
-    if n:
-        st.markdown(f"Weight on **[CLS]**: **{s.weights[0]:.1%}**")
+    st.markdown(f"All patches together: **{s.weights[n:].sum():.1%}**"
+                + (f"; [CLS]: **{s.weights[0]:.1%}**" if n else ""))
     png_button(weight_img, f"softmax-L{layer + 1}-H{head + 1}-q{query}.png", key="sa_dl_softmax")
 st.success(f"Check: these softmax weights, recomputed here from q and k, match the model's own attention "
            f"row (attn[layer {layer + 1}, head {head + 1}, query {query}]) to within "
            f"**{s.softmax_diff:.1e}** (max difference).")
 
 st.subheader("4 · The weighted sum of the values")
-st.plotly_chart(pc.vector_bars({"Σ w_j v_j (recomputed here)": s.out, "attn @ v (the model's)": s.out_ref},
+st.plotly_chart(pc.vector_bars({"Σ wⱼ vⱼ (recomputed here)": s.out, "attn @ v (the model's)": s.out_ref},
                                f"What this head sends back to {pc.token_label(a, query)}"),
                 key="sa_out", config={"toImageButtonOptions": {"format": "png", "scale": 2}})
 st.markdown(f"Max difference between the two: **{s.out_diff:.1e}**. The {h} heads' outputs "

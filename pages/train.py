@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import time
+import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -66,6 +66,16 @@ def session_id() -> str:
     return st.session_state._train_sid
 
 
+@st.cache_resource(show_spinner=False)
+def _warm_shapes() -> bool:
+    """Rasterise the Shapes templates once per process in the background (seconds on a slow CPU)."""
+    from vit_core.datasets import shapes
+
+    threading.Thread(target=shapes.generate, args=(2,), kwargs={"seed": 0, "size": 32}, daemon=True).start()
+    return True
+
+
+_warm_shapes()
 sid = session_id()
 mgr.heartbeat(sid)
 job = mgr.get(sid)
@@ -179,13 +189,13 @@ rc_.caption(f"{vit.img_size} px images cut into {gh}×{gh} = {gh * gh} patches o
             f"{vit.num_heads} heads, MLP {vit.mlp_ratio:g}× wide.")
 m = st.columns(5)
 m[0].metric("Parameters", f"{cost['vit_params']:,}")
-m[1].metric("Forward FLOPs / image", f"{cost['vit_gflops'] * 1e3:,.1f} M" if cost["vit_gflops"] < 1
+m[1].metric("FLOPs / image", f"{cost['vit_gflops'] * 1e3:,.1f} M" if cost["vit_gflops"] < 1
             else f"{cost['vit_gflops']:.2f} G")
-m[2].metric("Training FLOPs / image", f"≈ {3 * cost['vit_gflops'] * 1e3:,.0f} M" if cost["vit_gflops"] < 0.3
-            else f"≈ {3 * cost['vit_gflops']:.2f} G", help="forward + backward ≈ 3 × forward")
-m[3].metric("Matched CNN: parameters", f"{cost['cnn_params']:,}",
-            help=f"ResNet-style, widths {cost['cnn_width']}/{2 * cost['cnn_width']}/{4 * cost['cnn_width']}")
-m[4].metric("Matched CNN: FLOPs / image", f"{cost['cnn_gflops'] * 1e3:,.1f} M" if cost["cnn_gflops"] < 1
+m[2].metric("Training FLOPs", f"≈ {3 * cost['vit_gflops'] * 1e3:,.0f} M" if cost["vit_gflops"] < 0.3
+            else f"≈ {3 * cost['vit_gflops']:.2f} G", help="Per image and step: forward + backward ≈ 3 × the forward FLOPs.")
+m[3].metric("CNN parameters", f"{cost['cnn_params']:,}",
+            help=f"The CNN it is compared with: ResNet-style, widths {cost['cnn_width']}/{2 * cost['cnn_width']}/{4 * cost['cnn_width']}")
+m[4].metric("CNN FLOPs / image", f"{cost['cnn_gflops'] * 1e3:,.1f} M" if cost["cnn_gflops"] < 1
             else f"{cost['cnn_gflops']:.2f} G")
 
 # --- 3. training ----------------------------------------------------------------------------------
@@ -199,7 +209,7 @@ wd = c[1].select_slider("Weight decay", [0.0, 0.01, 0.05, 0.1, 0.3], value=0.05,
 warm = c[2].number_input("Warm-up steps", 0, 5000, base.warmup_steps, 10, key="tr_warm", disabled=busy,
                          help="Linear warm-up, then cosine decay to 1% of the peak by the end of the budget.")
 batch = c[3].selectbox("Batch size", [8, 16, 32, 64, 128, 256, 512], index=3, key="tr_batch", disabled=busy)
-evals = c[4].number_input("Evaluate every … steps", 5, 5000, 100 if cuda else 25, 5, key="tr_eval", disabled=busy,
+evals = c[4].number_input("Eval every (steps)", 5, 5000, 100 if cuda else 25, 5, key="tr_eval", disabled=busy,
                           help="Validation accuracy and a 'watch it learn' snapshot each time.")
 c = st.columns([1, 2, 2])
 budget_kind = c[0].radio("Budget", ["Seconds", "Epochs"], key="tr_budget", disabled=busy)
@@ -254,28 +264,34 @@ def start(kind: str) -> None:
         plan = jobs.plan_data_size(dataclasses.replace(cfg, vit=cfg.vit, train_size=full), full, **common)
     try:
         mgr.submit(sid, plan)
-    except jobs.JobBusy as err:
-        st.warning(str(err))
+    except jobs.JobBusy:
+        pass  # a double click: the first one started it
 
 
-b = st.columns([1.1, 1.1, 1.5, 0.8, 2])
+row = st.container(horizontal=True, vertical_alignment="center")
+b = [row] * 4
 can = data_ok and not busy
+clicked = None
 if b[0].button("Train the ViT", type="primary", key="tr_go", disabled=not can, icon=":material/play_arrow:"):
-    start("train")
+    clicked = "train"
 if b[1].button("ViT vs CNN", key="tr_cmp", disabled=not can, icon=":material/compare_arrows:",
                help="The ViT, then a CNN of similar parameter count on the same data, each for half the budget."):
-    start("compare")
+    clicked = "compare"
 if b[2].button("Data size: 10% vs 100%", key="tr_size", disabled=not can, icon=":material/database:",
                help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 2000:,} images), "
                     "each for a quarter of the budget: which one suffers more from less data?"):
-    start("data-size")
+    clicked = "data-size"
 if b[3].button("Stop", key="tr_stop", disabled=not busy, icon=":material/stop:"):
     mgr.stop(sid)
+    st.rerun()
+if clicked:
+    start(clicked)
+    st.rerun()  # redraw the buttons and start the live view's timer
 job = mgr.get(sid)
 busy = job is not None and job.active
 if busy:
     st.session_state.tr_was_active = True
-    b[4].caption("Training runs in the background: you can visit other pages and come back. Closing the "
+    st.caption("Training runs in the background: you can visit other pages and come back. Closing the "
                  "tab stops it.")
 
 
@@ -346,7 +362,7 @@ def metrics(job: jobs.Job) -> None:
     c[0].metric("Step", f"{last.step:,}" if last else "0")
     c[1].metric("Loss", f"{last.loss:.3f}" if last else "–")
     c[2].metric("Train accuracy", f"{last.train_acc:.0%}" if last else "–")
-    c[3].metric("Validation accuracy", f"{lg.evals[-1].val_acc:.1%}" if lg and lg.evals else "–")
+    c[3].metric("Val accuracy", f"{lg.evals[-1].val_acc:.1%}" if lg and lg.evals else "–")
     c[4].metric("Images / s", f"{last.images_per_s:,.0f}" if last else "–")
     c[5].metric("ETA" if job.active else "Time", _fmt_eta(last.eta_s) if job.active and last
                 else (f"{sum(x.seconds for x in job.logs):.0f} s" if last else "–"))

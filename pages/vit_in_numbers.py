@@ -14,13 +14,14 @@ header("ViT in numbers",
        f"the compute it took to pre-train them. All numbers from {lec.PAPER}, Tables 1 and 2.")
 
 COL = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
+SHORT = {**lec.MODEL_LABELS, "bit_l": "BiT-L", "noisy_student": "Noisy Student"}
 
 st.subheader("The models (Table 1)")
 t1 = pd.DataFrame([dict(Model=v.name, Layers=v.layers, **{"Hidden size D": v.width, "MLP size": v.mlp},
                         Heads=v.heads, **{"Params (paper)": f"{v.params_m:g}M",
                                           "Params (formula, /16)": f"{lec.param_count(v.layers, v.width, v.mlp) / 1e6:.1f}M"})
                    for v in lec.VARIANTS]).set_index("Model")
-st.dataframe(t1, width="stretch")
+st.table(t1)
 st.caption("The formula counts every weight and bias of a ViT with 16 x 16 patches, 224 x 224 input and a "
            "1000-class head; the paper rounds (and its ViT-L figure is a little higher). Names like ViT-L/16 "
            "give the patch size: /16 means 16 x 16 patches, /14 means 14 x 14 (more tokens, more compute). "
@@ -37,7 +38,8 @@ for fam in ("ViT", "CNN"):
     rs = [r for r in rows if r["family"] == fam]
     fig.add_trace(go.Scatter(
         x=[r["core_days"] for r in rs], y=[r["accuracy"] for r in rs], mode="markers+text", name=fam,
-        text=[r["model"] for r in rs], textposition="top center", textfont=dict(size=15),
+        text=[SHORT[r["key"]] for r in rs], textposition=["bottom center" if r["key"] == "bit_l" else "top center" for r in rs],
+        textfont=dict(size=16),
         marker=dict(size=22, color=COL[fam], symbol="circle" if fam == "ViT" else "square",
                     line=dict(width=2, color="black")),
         hovertemplate="%{text}<br>%{y:.2f}%<br>%{x:,} TPUv3-core-days<extra></extra>"))
@@ -45,7 +47,7 @@ accs = [r["accuracy"] for r in rows]
 fig.update_layout(height=480, font=dict(size=16), margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white",
                   title=f"{dataset}: accuracy against pre-training compute", legend=dict(orientation="h", y=-0.2),
                   xaxis=dict(title="pre-training compute (TPUv3-core-days, log scale)", type="log",
-                             range=[2.0, 4.4], gridcolor="#e5e5e5"),
+                             range=[2.0, 4.5], gridcolor="#e5e5e5"),
                   yaxis=dict(title="fine-tuned top-1 accuracy (%)", gridcolor="#e5e5e5",
                              range=[min(accs) - 0.6 * (max(accs) - min(accs) + 0.5), max(accs) + 0.5 * (max(accs) - min(accs) + 0.5)]))
 left, right = st.columns([3, 2])
@@ -54,11 +56,11 @@ with left:
                                                     "toImageButtonOptions": {"format": "png", "scale": 2}})
 with right:
     ordered = sorted(rows, key=lambda r: r["accuracy"])
-    bar = go.Figure(go.Bar(x=[r["accuracy"] for r in ordered], y=[r["model"] for r in ordered], orientation="h",
+    bar = go.Figure(go.Bar(x=[r["accuracy"] for r in ordered], y=[SHORT[r["key"]] for r in ordered], orientation="h",
                            marker_color=[COL[r["family"]] for r in ordered],
                            text=[f"{r['accuracy']:.2f}" for r in ordered], textposition="outside"))
     bar.update_layout(height=480, font=dict(size=16), margin=dict(l=10, r=30, t=50, b=10), plot_bgcolor="white",
-                      title=f"{dataset} (%)", xaxis=dict(range=[min(accs) - 2, max(accs) + 1], gridcolor="#e5e5e5"))
+                      title=f"{dataset} (%)", xaxis=dict(range=[min(accs) - 2, max(accs) + 1.6], gridcolor="#e5e5e5"))
     st.plotly_chart(bar, key="num_bars", config={"displaylogo": False})
 if dataset == "ImageNet":
     st.caption(lec.RESULTS_NOTE)
@@ -77,7 +79,7 @@ with st.expander("The whole of Table 2"):
                                                for d in datasets} for k in lec.MODEL_LABELS})
     full.loc["TPUv3-core-days"] = [f"{lec.CORE_DAYS[k] / 1000:g}k" for k in lec.MODEL_LABELS]
     full.loc["pre-training data"] = [lec.MODEL_DATA[k] for k in lec.MODEL_LABELS]
-    st.dataframe(full, width="stretch")
+    st.table(full)
     st.caption(lec.RESULTS_NOTE + " Accuracies are means over three fine-tuning runs.")
 
 st.subheader("What did it cost?")
@@ -97,7 +99,7 @@ costs = pd.DataFrame({"TPUv3-core-days": [f"{lec.CORE_DAYS[k]:,}" for k in lec.M
                       f"USD at {price:.2f}/core-hour": [f"{lec.training_cost(lec.CORE_DAYS[k], price):,.0f}"
                                                         for k in lec.MODEL_LABELS]},
                      index=list(lec.MODEL_LABELS.values()))
-st.dataframe(costs, width="stretch")
+st.table(costs)
 st.caption("The price is a round figure for illustration: real prices depend on the provider, region, "
            "commitment and year. The figures are for one pre-training run; research needs many.")
 page_link("pages/critics_impact.py", "Critics and impact")

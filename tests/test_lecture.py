@@ -159,7 +159,7 @@ def run(page: str, params: dict | None = None) -> AppTest:
 def text(at: AppTest) -> str:
     parts = [e.value for kind in ("markdown", "caption", "latex", "subheader", "title") for e in getattr(at, kind)]
     parts += [f"{m.label}={m.value}" for m in at.metric]
-    parts += [df.value.to_string() for df in at.dataframe]
+    parts += [df.value.to_string() for df in list(at.dataframe) + list(at.table)]
     return "\n".join(str(p) for p in parts)
 
 
@@ -168,15 +168,16 @@ def test_pixels_page_numbers_follow_the_widgets():
     t = text(at)
     assert "22,658,678,784" in t and "38,809" in t and "22.7 billion" in t
     assert at.select_slider(key="px_size").value == 224 and at.select_slider(key="px_patch").value == 16
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["Tokens"]) == ["150,528", "50,176", "197"]
-    assert table["float32 memory, 1 head"].iloc[2] == "155.2 KB"
-    assert table["all 12 heads x 12 layers"].iloc[2] == "22.4 MB"
+    assert table["Memory, 1 head"].iloc[2] == "155.2 KB" and table["Memory, 1 head"].iloc[0] == "90.6 GB"
+    assert table["Memory, 12 heads x 12 layers"].iloc[2] == "22.4 MB"
+    assert table["FLOPs per layer"].iloc[2] == "2.9 GFLOPs"
     at.select_slider(key="px_patch").set_value(32)
     at.select_slider(key="px_size").set_value(512)
     at.run()
-    assert list(at.dataframe[0].value["Tokens"])[2] == f"{(512 // 32) ** 2 + 1:,}"  # 257
-    assert list(at.dataframe[0].value["Tokens"])[0] == f"{3 * 512 * 512:,}"
+    assert list(at.table[0].value["Tokens"])[2] == f"{(512 // 32) ** 2 + 1:,}"  # 257
+    assert list(at.table[0].value["Tokens"])[0] == f"{3 * 512 * 512:,}"
 
 
 def test_numbers_page_tables_and_cost():
@@ -221,7 +222,7 @@ def test_deep_link_restores_bound_widgets():
     assert at.select_slider(key="px_size").value == 512
     assert at.select_slider(key="px_patch").value == 8
     assert at.selectbox(key="px_model").value == "ViT-Huge"
-    assert list(at.dataframe[0].value["Tokens"])[2] == f"{64 * 64 + 1:,}"
+    assert list(at.table[0].value["Tokens"])[2] == f"{64 * 64 + 1:,}"
     at = run("history", {"hist_event": "DINO", "hist_show": "Vision"})
     assert at.select_slider(key="hist_event").value == "DINO"
     at = run("vit_in_numbers", {"num_price": "2.0", "num_dataset": "VTAB (19 tasks)"})
@@ -234,7 +235,7 @@ def test_deep_link_restores_bound_widgets():
 
 
 def _html(at: AppTest) -> str:
-    return "\n".join(str(getattr(e, "proto", "")) for e in at.get("html"))
+    return "\n".join(e.proto.body for e in at.get("html"))
 
 
 @pytest.mark.parametrize("entry", [p for p in _common.PAGES if (ROOT / p[0]).exists()], ids=lambda p: p[2])

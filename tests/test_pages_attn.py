@@ -201,3 +201,35 @@ def test_uploaded_and_bad_images(page):
     at.sidebar.file_uploader[0].set_value(("broken.png", b"not an image at all", "image/png"))
     rerun(at)
     assert at.error and "could not be used" in at.error[0].value
+
+
+# --- unusual models: no class head, no [CLS] token ---------------------------------------------
+def _tiny(tmp_path, name: str, **cfg) -> str:
+    from vit_core import ViTConfig, VisionTransformer, loading
+
+    torch.manual_seed(0)
+    vit = ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, **cfg)
+    n = vit.num_classes
+    dc = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3,
+          "crop_pct": 1.0, "crop_mode": "center"}
+    path = loading.save_model(tmp_path / f"{name}.safetensors", VisionTransformer(vit).eval(),
+                              [f"thing {i}" for i in range(n)], dc)
+    return f"file:{path}"
+
+
+@pytest.mark.parametrize("kind", ["features", "no_cls"])
+def test_pages_with_unusual_models(tmp_path, monkeypatch, kind):
+    cfg = {"num_classes": 0} if kind == "features" else {"num_classes": 3, "class_token": False,
+                                                        "global_pool": "avg"}
+    spec = _tiny(tmp_path, kind, **cfg)
+    monkeypatch.setattr(_common, "model_choices", lambda: [(spec, f"tiny {kind}")])
+    monkeypatch.setattr(_common, "default_spec", lambda: spec)
+    for page in ("self_attention", "attention", "prediction"):
+        at = run(page)
+        body = text(at)
+        if page == "prediction":
+            assert ("feature extractor" in body) if kind == "features" else ("no [CLS] token" in body)
+        if page == "attention" and kind == "no_cls":
+            assert "no [CLS] token" in body
+        if page == "self_attention":
+            assert number(r"within \*\*([0-9.e+-]+)\*\*", at.success[0].value) < 1e-5

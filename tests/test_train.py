@@ -50,7 +50,7 @@ def test_loss_falls_and_events_have_the_promised_fields():
     s = snaps[-1]
     assert s.pos_similarity.shape == (16, 4, 4) and s.rollout.shape == (4, 4)
     assert s.image.shape == (32, 32, 3) and s.image.dtype.name == "uint8"
-    assert abs(float(s.rollout.sum()) - 1.0) < 0.2  # [CLS] row over patches: most of a unit mass
+    assert 0.0 < float(s.rollout.sum()) <= 1.0 + 1e-5  # [CLS] row over patches: part of a unit mass
 
 
 def test_same_seed_same_result_and_global_rng_untouched():

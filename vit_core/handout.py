@@ -243,7 +243,7 @@ def build_handout(a: explain.Analysis, mf: explain.ModelFigures, class_names: li
              f"<title>ViT handout: {esc(image_name or 'your image')}</title>", f"<style>{CSS}</style>",
              "</head>", "<body>", "<h1>An image is worth 16x16 words</h1>",
              f'<p class="meta">How a Vision Transformer reads {esc(image_name or "this image")}, step by step. '
-             f"Model: {esc(model_description or 'a Vision Transformer')}. Every figure was computed from this "
+             f"Model: {esc((model_description or 'a Vision Transformer').rstrip('.'))}. Every figure was computed from this "
              f"model and this image on {created:%Y-%m-%d %H:%M}.</p>",
              "<table>"] + [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows] + ["</table>"]
     for st_ in steps(a, mf, class_names):

@@ -83,7 +83,7 @@ def _probe(host: str, port: int, result: list[bool]) -> None:
     try:
         with socket.create_connection((host, port), timeout=2.0):
             result.append(True)
-    except OSError:
+    except Exception:  # refused, unreachable, no DNS: all "offline"
         result.append(False)
 
 
@@ -250,7 +250,8 @@ def create_timm(name: str, path: Path | None) -> nn.Module:
     if path is None:
         return timm.create_model(name, pretrained=False)
     try:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path), custom_load=False))
+        return timm.create_model(name, pretrained=True, weight_init="skip",  # no init: the file overwrites it
+                                 pretrained_cfg_overlay=dict(file=str(path), custom_load=False))
     except (RuntimeError, KeyError, ValueError) as err:
         msg = " ".join(str(err).strip().splitlines()[:3])[:600]
         raise ValueError(f"The weights in {path.name} do not fit timm:{name}: {msg}") from None

@@ -254,9 +254,14 @@ def numbered_grid(image: np.ndarray, patch: int, scale: int, highlight_first: in
         d.line([(x, 0), (x, gh * cell)], fill=(255, 255, 255), width=2)
     for y in range(0, gh * cell + 1, cell):
         d.line([(0, y), (gw * cell, y)], fill=(255, 255, 255), width=2)
-    fs = font_size or max(9, min(28, int(cell * 0.36)))
+    n = gh * gw
+    # up to 100 patches: number every one; more: the first row, the first column, the tinted
+    # patches and the last one, so that the picture stays visible
+    labelled = range(n) if n <= 100 else sorted(
+        {*range(gw), *range(0, n, gw), *range(min(highlight_first, n)), n - 1})
+    fs = font_size or max(9, min(28, int(cell * (0.36 if n <= 100 else 0.42))))
     f = font(fs, bold=True)
-    for i in range(gh * gw):
+    for i in labelled:
         r, c = divmod(i, gw)
         cx, cy = c * cell + cell / 2, r * cell + cell / 2
         d.text((cx, cy), str(i), fill=(255, 255, 255), font=f, anchor="mm", stroke_width=max(1, fs // 8),
@@ -292,13 +297,28 @@ def patch_channels(flat: np.ndarray, channels: int, patch: int) -> np.ndarray:
 
 
 def channel_planes(image_patch: np.ndarray, tile_px: int = 160) -> np.ndarray:
-    """One RGB patch (P, P, 3) uint8 as its red, green and blue planes side by side, enlarged."""
-    planes = []
+    """One RGB patch (P, P, 3) uint8, then its red, green and blue planes, side by side, enlarged."""
+    planes = [image_patch]
     for ch in range(3):
         p = np.zeros_like(image_patch)
         p[..., ch] = image_patch[..., ch]
         planes.append(p)
-    return labelled_tiles(np.stack(planes), ["R", "G", "B"], cols=3, tile_px=tile_px, font_size=24)
+    return labelled_tiles(np.stack(planes), ["patch", "R", "G", "B"], cols=4, tile_px=tile_px, font_size=26)
+
+
+def most_varied_patch(patches: np.ndarray) -> int:
+    """The patch whose flattened values vary most (a default pick with some structure to see)."""
+    return int(np.argmax(np.asarray(patches).std(axis=1)))
+
+
+def log_ticks(values: list[int], keep: int, min_gap: float = 0.2) -> list[int]:
+    """A subset of positive values to label on a log axis: `keep` always, then others in order
+    when at least `min_gap` decades from every label so far (no overlapping tick labels)."""
+    chosen = [keep]
+    for v in sorted(values, key=lambda v: (v & (v - 1) != 0, v)):  # powers of two first
+        if all(abs(math.log10(v) - math.log10(c)) >= min_gap for c in chosen):
+            chosen.append(v)
+    return sorted(chosen)
 
 
 def embedding_parts(model: VisionTransformer, grid: tuple[int, int], patch_embed: np.ndarray,
@@ -397,8 +417,9 @@ def similarity_mosaic(sim: np.ndarray, cmap: str = "RdBu_r", shared: bool = True
 def colorbar_image(cmap: str = "RdBu_r", vmin: float = -1.0, vmax: float = 1.0, width: int = 640,
                    height: int = 34, label: str = "cosine similarity", ticks: int = 5) -> np.ndarray:
     """A horizontal colour bar with tick labels, as an image to sit under a server-side mosaic."""
-    fs = 20
-    margin = 40
+    fs = max(20, width // 22)  # shown at about half its size next to a plot: keep the labels big
+    height = max(height, width // 18)
+    margin = fs * 2
     canvas = Image.new("RGB", (width, height + fs * 3 + 8), (255, 255, 255))
     bar = colorize_fixed(np.linspace(vmin, vmax, width - 2 * margin)[None].repeat(height, 0), cmap, vmin, vmax)
     canvas.paste(Image.fromarray(bar), (margin, 0))
@@ -487,9 +508,12 @@ def map_patch(index: int, old_grid: tuple[int, int], new_grid: tuple[int, int]) 
     gh, gw = old_grid
     nh, nw = new_grid
     r, c = divmod(int(index), gw)
-    nr = min(nh - 1, max(0, int((r + 0.5) * nh / gh)))
-    nc = min(nw - 1, max(0, int((c + 0.5) * nw / gw)))
-    return nr * nw + nc
+
+    def nearest(k: int, old: int, new: int) -> int:
+        x = (k + 0.5) * new / old  # the old centre in new-cell units; new cell j spans (j, j + 1]
+        return min(new - 1, max(0, math.ceil(x - 1.0)))  # a centre on a border goes to the lower cell
+
+    return nearest(r, gh, nh) * nw + nearest(c, gw, nw)
 
 
 def input_size_options(img_size: int, patch: int, lo_frac: float = 0.5, hi_frac: float = 2.0) -> list[int]:

@@ -33,6 +33,8 @@ class TrainConfig:
         eval_every, snapshot_every: in steps (0 = off; a final eval always runs).
         num_threads: CPU threads (None = all cores). device: "auto", "cpu" or "cuda".
         grad_clip: max global gradient norm (0 = off). bf16 autocast is used on CUDA only.
+        decay_pos_embed: apply weight decay to the position embeddings too (timm exempts them);
+            decay fades the random init where no gradient supports it.
         data_options: extra keyword arguments for the data source (e.g. Shapes difficulty).
     """
 
@@ -58,6 +60,7 @@ class TrainConfig:
     num_threads: int | None = None
     device: str = "auto"
     grad_clip: float = 1.0
+    decay_pos_embed: bool = False
     data_options: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -219,8 +219,9 @@ def _train(cfg: TrainConfig, stop_event, data) -> Iterator[Event]:
     if len(data.classes) != cfg.vit.num_classes:
         cfg.vit = dataclasses.replace(cfg.vit, num_classes=len(data.classes))
     model = build_model(cfg).to(dev).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n)]
+    decays = lambda n, p: p.ndim >= 2 and ("pos_embed" not in n or cfg.decay_pos_embed)  # noqa: E731
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
     g = torch.Generator().manual_seed(_step_seed(cfg.seed, -10**6))

@@ -7,8 +7,9 @@ distractor clutter. Colours and backgrounds are drawn independently of the class
 class can only be read from the object's outline.
 
 Rendering is vectorised: each class is rasterised once into an anti-aliased template,
-and every object is drawn with a single batched ``grid_sample`` through a per-image
-affine map; clutter is pasted from a bank of small stamps.
+objects are drawn by a batched ``grid_sample`` through per-image affine maps (one call
+per class and chunk, restricted to a crop around the objects), and clutter is pasted
+from a bank of small anti-aliased stamps.
 
 Example:
     >>> data = generate(8, seed=0)
@@ -30,9 +31,9 @@ CLASSES = (
     "ring", "arrow", "hexagon", "crescent", "heart",
 )
 
-# Rotation range (± degrees). Shapes that would turn into another class or into an
-# ambiguous figure when rotated far (square -> diamond, plus -> X) stay near upright;
-# asymmetric shapes stay near upright because that measurably speeds up learning.
+# Rotation range (± degrees). Shapes that would turn into another figure when rotated
+# far (square -> diamond, plus -> X) stay near upright, and so do asymmetric shapes:
+# earlier experiments learned upright shapes much faster than freely rotated ones.
 MAX_ROTATION = {
     "circle": 180, "square": 20, "triangle": 25, "star": 180, "cross": 20,
     "ring": 180, "arrow": 30, "hexagon": 180, "crescent": 40, "heart": 25,

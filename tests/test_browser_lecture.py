@@ -1,0 +1,133 @@
+"""Lecture mode in a real browser: presentation mode at 1280 x 720, Next by keyboard, the handout.
+
+Starts the app on a free localhost port and drives the system's Chromium through Playwright (no
+browser download). Skipped where Chromium or Playwright is missing. Screenshots go to
+test-artifacts/lecture/ (git-ignored) for a human to look at.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-artifacts" / "lecture"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless=true", "--server.fileWatcherType=none",
+         "--browser.gatherUsageStats=false"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(base + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not start")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def settle(page, timeout_s: float = 120) -> None:
+    """Wait for the page title, then for the app to stop running."""
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=timeout_s * 1000)
+    end = time.time() + timeout_s
+    while time.time() < end:
+        time.sleep(0.5)
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            break
+    time.sleep(1.0)
+
+
+def test_presentation_mode_on_a_projector(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    # The entry point first: with a pages/ folder next to app.py, Streamlit 1.67 runs a deep link
+    # opened as the very first request of a fresh server without app.py's navigation.
+    page.goto(server + "/", wait_until="domcontentloaded")
+    settle(page)
+    page.goto(server + "/history?present=1&sample=shapes-star.png", wait_until="domcontentloaded")
+    settle(page)
+    assert page.locator("h1").first.inner_text() == "A brief history"
+    assert page.locator("#vit-present-mode").count() == 1 or "vit-present-mode" in page.content()
+    assert not page.locator('[data-testid="stSidebar"]').is_visible()
+    assert not page.locator('[data-testid="stHeader"]').is_visible()
+    assert page.get_by_role("button", name="Why not pixels?").is_visible()
+    size = page.evaluate("() => parseFloat(getComputedStyle(document.documentElement).fontSize)")
+    assert size >= 20  # large type
+    page.screenshot(path=str(SHOTS / "present-history-1280x720.png"))
+
+    page.keyboard.press("PageDown")  # what a presenter's clicker sends
+    page.wait_for_url("**/pixels?**", timeout=60_000)
+    settle(page)
+    assert page.locator("h1").first.inner_text() == "Why not pixels as tokens?"
+    time.sleep(1.5)
+    assert "present=1" in page.url and "sample=shapes-star.png" in page.url
+    assert "22,658,678,784" in page.content()
+    page.screenshot(path=str(SHOTS / "present-pixels-1280x720.png"))
+    page.close()
+
+
+def test_handout_downloads_and_opens_offline(server, browser, tmp_path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+    page = ctx.new_page()
+    page.goto(server + "/", wait_until="domcontentloaded")
+    settle(page)
+    page.goto(server + "/history?sample=shapes-heart.png", wait_until="domcontentloaded")
+    settle(page)
+    with page.expect_download(timeout=120_000) as dl:
+        page.get_by_role("button", name="Handout of this image (HTML)").click()
+    path = tmp_path / "handout.html"
+    dl.value.save_as(path)
+    assert dl.value.suggested_filename == "vit-handout-shapes-heart.html"
+    html = path.read_text("utf-8")
+    assert html.count('src="data:image/png;base64,') >= 8
+    # Open it with the network off: every figure must still load.
+    ctx.set_offline(True)
+    doc = ctx.new_page()
+    doc.goto(path.as_uri())
+    doc.wait_for_load_state("load")
+    sizes = doc.evaluate("() => Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    assert sizes and all(w > 0 for w in sizes), sizes
+    assert doc.locator("section").count() == 8
+    doc.screenshot(path=str(SHOTS / "handout-top.png"))
+    ctx.close()
