@@ -5,7 +5,10 @@ under Streamlit's AppTest, which drops what this file writes before pg.run() on 
 """
 import streamlit as st
 
+from pages import _common
 from pages._common import PAGES, ROOT
+
+_common.APP_STARTED = True
 
 st.set_page_config(page_title="ViT Explainer", page_icon=":material/grid_view:", layout="wide",
                    initial_sidebar_state="expanded")

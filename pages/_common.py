@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "assets" / "samples"
 USER_MODELS = ROOT / "models"  # models trained in the app (git-ignored)
 DEFAULT_SPEC = "bundled:shapes-vit"
+# Set by app.py. Streamlit serves the very first script run of a fresh server in its legacy
+# "pages/ folder" mode (the page runs without app.py: wrong navigation, narrow layout), which
+# breaks shared deep links; sidebar() reruns once so that app.py's st.navigation takes over.
+APP_STARTED = False
 IMAGENET_DEFAULT = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
 
 # (file, title, url path, icon), in lecture order. app.py and Previous/Next both read this.
@@ -131,6 +135,10 @@ def _pick_image(bundled: bool) -> tuple[str, bytes]:
 
 def sidebar() -> Ctx:
     """Draw the shared sidebar and return the chosen model and image (valid, decoded once)."""
+    global APP_STARTED
+    if not APP_STARTED:
+        APP_STARTED = True
+        st.rerun()
     st.sidebar.markdown("### ViT Explainer")
     choices = model_choices()
     labels = dict(choices)
@@ -143,7 +151,14 @@ def sidebar() -> Ctx:
                        + (f" · {status.note}" if status.note else ""))
     if status.state in ("downloadable", "unavailable"):
         spec = _offer_download(spec, status)
-    loaded = get_model(spec)
+    try:
+        loaded = get_model(spec)
+    except (loading.ModelUnavailable, ValueError) as err:
+        st.error(f"The model {spec} could not be loaded: {err}")
+        if spec == DEFAULT_SPEC:
+            st.stop()
+        st.info("Showing the bundled Shapes ViT instead.")
+        spec, loaded = DEFAULT_SPEC, get_model(DEFAULT_SPEC)
     st.sidebar.caption(loaded.description)
     if loaded.source == "bundled":
         st.sidebar.info("Running the bundled Shapes ViT (trained by this project, works offline). "

@@ -49,8 +49,9 @@ html {{ font-size: 21px !important; }}
 .stApp button {{ border-width: 2px !important; border-color: #000000 !important; }}
 .stApp button p {{ font-weight: 700 !important; }}
 .stApp *:focus-visible {{ outline: 3px solid #0b3fb3 !important; }}
-/* Figures fill the width they are given. */
-[data-testid="stImage"] img {{ image-rendering: auto; }}
+/* Plotly's axis labels, titles and legends in black (data labels keep their own colours). */
+.js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .xtitle, .js-plotly-plot .ytitle,
+.js-plotly-plot .gtitle, .js-plotly-plot .legendtext, .js-plotly-plot .cbaxis text {{ fill: #000000 !important; }}
 </style>
 """
 
@@ -209,7 +210,9 @@ def base_url(page) -> str:
         host = st.context.headers.get("Host")
     except Exception:
         host = None
-    return f"http://{host or 'localhost:8501'}/{page[2] if page else ''}"
+    first = talk()[0] if talk() else None
+    path = page[2] if page and page != first else ""  # the first page is the app's root (default=True)
+    return f"http://{host or 'localhost:8501'}/{path}"
 
 
 def share_params() -> dict[str, str | list[str]]:
@@ -302,8 +305,31 @@ def find_ctx():
 # --- the whole thing, from header() -----------------------------------------------------------
 
 
+def leave_pages_folder_mode() -> None:
+    """Make a deep link work as the first request of a fresh server.
+
+    Streamlit 1.67 treats an app with a ``pages/`` folder next to its entry point as a folder-based
+    multipage app until ``st.navigation`` has run once; a link such as ``/history?present=1``
+    opened first would run the page without app.py (no navigation, no page config). Clearing the
+    flag, as ``st.navigation`` itself does, and rerunning lets app.py take over.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        run = get_script_run_ctx()
+        entry = Path(run.main_script_path).resolve() if run is not None else None
+        if not PagesManager.uses_pages_directory or entry != (ROOT / "app.py").resolve():
+            return
+        PagesManager.uses_pages_directory = False
+    except Exception:  # internals moved: keep the old behaviour
+        return
+    st.rerun()
+
+
 def lecture_chrome(ctx=None) -> None:
     """Sidebar lecture tools on every page; in presentation mode also the CSS and the top bar."""
+    leave_pages_folder_mode()
     page = current_page()
     present = is_present()
     st.session_state["_present_toggle"] = present

@@ -52,8 +52,8 @@ for i, e in enumerate(shown):
                        text=(f"<b>{name}</b>" if e.name == focus else name) + f"<br><span style='color:#444'>"
                        f"{dt.date.fromisoformat(e.date):%b %Y}</span>",
                        yanchor="bottom" if up else "top", font=dict(size=17, color=COLOURS[e.kind]))
-fig.update_layout(height=380, font=dict(size=16), margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
-                  legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", font=dict(size=16)),
+fig.update_layout(height=380, font=dict(size=16, color="#111111"), margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                  legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", font=dict(size=16, color="#111111")),
                   xaxis=dict(visible=False, range=[-0.6, len(shown) - 0.4]),
                   yaxis=dict(visible=False, range=[-1.3, 1.3]))
 st.plotly_chart(fig, key="hist_timeline", config={"displaylogo": False,

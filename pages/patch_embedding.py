@@ -135,7 +135,8 @@ parts = pc.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
 prefix = parts["prefix"]
 s1, s2, s3 = st.columns(3)
 s1.metric("Patch embeddings", f"{N} x {D}")
-s2.metric("+ [CLS] in front" if prefix == 1 else f"+ {prefix} prefix tokens", f"{T} x {D}")
+s2.metric({0: "no [CLS] token", 1: "+ [CLS] in front"}.get(prefix, f"+ [CLS] and {prefix - 1} registers"),
+          f"{T} x {D}")
 s3.metric("+ position embeddings", f"{T} x {D}")
 st.markdown(
     r"$\mathbf{z}_0 = [\mathbf{x}_\mathrm{class};\, \mathbf{x}_p^1\mathbf{E};\, \dots;\, "

@@ -108,7 +108,8 @@ cur = pc.token_counts(H, W, choice, prefix)
 ref = pc.token_counts(H, W, P, prefix)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Grid", f"{cur['gh']} x {cur['gw']}")
-m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model")
+m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model",
+          delta_color="off")
 m3.metric("Tokens T = N + " + str(prefix), f"{cur['T']:,}")
 m4.metric("Attention scores T²", f"{cur['T2']:,}",
           delta=None if choice == P else f"x{cur['T2'] / ref['T2']:.3g} vs model", delta_color="inverse")

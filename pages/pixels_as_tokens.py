@@ -64,7 +64,7 @@ st.caption(f"Memory counts only the attention matrices (float32: 4 bytes per sco
 pr = rows[-1]
 fig = go.Figure(go.Bar(x=[r.label for r in rows], y=[r.entries for r in rows], marker_color=["#7f1d1d", "#b91c1c", "#c2410c"],
                        text=[lec.human_count(r.entries) for r in rows], textposition="outside"))
-fig.update_layout(height=420, font=dict(size=16), margin=dict(l=10, r=10, t=50, b=10),
+fig.update_layout(height=420, font=dict(size=16, color="#111111"), margin=dict(l=10, r=10, t=50, b=10),
                   title="Attention scores per head and layer (log scale)", yaxis_type="log",
                   yaxis_title="scores", plot_bgcolor="white")
 fig.update_yaxes(gridcolor="#e5e5e5")
@@ -78,7 +78,7 @@ fig2 = go.Figure(go.Scatter(x=sizes, y=curve, mode="lines+markers", marker=dict(
                             hovertemplate="P = %{x}: %{y:,} scores<extra></extra>"))
 fig2.add_trace(go.Scatter(x=[patch], y=[pr.entries], mode="markers", marker=dict(size=20, color="#c2410c"),
                           hoverinfo="skip"))
-fig2.update_layout(height=420, font=dict(size=16), margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
+fig2.update_layout(height=420, font=dict(size=16, color="#111111"), margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
                    title=f"Halving P multiplies the scores by about 16 ({size} x {size} image)",
                    xaxis_title="patch size P", yaxis_title="scores (log)", yaxis_type="log", plot_bgcolor="white")
 fig2.update_xaxes(type="log", tickvals=sizes, ticktext=[str(p) for p in sizes], gridcolor="#e5e5e5")

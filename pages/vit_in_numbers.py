@@ -39,12 +39,12 @@ for fam in ("ViT", "CNN"):
     fig.add_trace(go.Scatter(
         x=[r["core_days"] for r in rs], y=[r["accuracy"] for r in rs], mode="markers+text", name=fam,
         text=[SHORT[r["key"]] for r in rs], textposition=["bottom center" if r["key"] == "bit_l" else "top center" for r in rs],
-        textfont=dict(size=16),
+        textfont=dict(size=16, color="#111111"),
         marker=dict(size=22, color=COL[fam], symbol="circle" if fam == "ViT" else "square",
                     line=dict(width=2, color="black")),
         hovertemplate="%{text}<br>%{y:.2f}%<br>%{x:,} TPUv3-core-days<extra></extra>"))
 accs = [r["accuracy"] for r in rows]
-fig.update_layout(height=480, font=dict(size=16), margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white",
+fig.update_layout(height=480, font=dict(size=16, color="#111111"), margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white",
                   title=f"{dataset}: accuracy against pre-training compute", legend=dict(orientation="h", y=-0.2),
                   xaxis=dict(title="pre-training compute (TPUv3-core-days, log scale)", type="log",
                              range=[2.0, 4.5], gridcolor="#e5e5e5"),
@@ -59,7 +59,7 @@ with right:
     bar = go.Figure(go.Bar(x=[r["accuracy"] for r in ordered], y=[SHORT[r["key"]] for r in ordered], orientation="h",
                            marker_color=[COL[r["family"]] for r in ordered],
                            text=[f"{r['accuracy']:.2f}" for r in ordered], textposition="outside"))
-    bar.update_layout(height=480, font=dict(size=16), margin=dict(l=10, r=30, t=50, b=10), plot_bgcolor="white",
+    bar.update_layout(height=480, font=dict(size=16, color="#111111"), margin=dict(l=10, r=30, t=50, b=10), plot_bgcolor="white",
                       title=f"{dataset} (%)", xaxis=dict(range=[min(accs) - 2, max(accs) + 1.6], gridcolor="#e5e5e5"))
     st.plotly_chart(bar, key="num_bars", config={"displaylogo": False})
 if dataset == "ImageNet":

@@ -80,13 +80,14 @@ def settle(page, timeout_s: float = 120) -> None:
 def test_presentation_mode_on_a_projector(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 720})
-    # The entry point first: with a pages/ folder next to app.py, Streamlit 1.67 runs a deep link
-    # opened as the very first request of a fresh server without app.py's navigation.
-    page.goto(server + "/", wait_until="domcontentloaded")
-    settle(page)
+    # A deep link as the very first request of a fresh server (see _present.leave_pages_folder_mode).
     page.goto(server + "/history?present=1&sample=shapes-star.png", wait_until="domcontentloaded")
     settle(page)
     assert page.locator("h1").first.inner_text() == "A brief history"
+    from pages import _present
+
+    pages = _present.talk()
+    assert page.get_by_text(f"2 / {len(pages)}", exact=True).is_visible()  # the talk's order
     assert page.locator("#vit-present-mode").count() == 1 or "vit-present-mode" in page.content()
     assert not page.locator('[data-testid="stSidebar"]').is_visible()
     assert not page.locator('[data-testid="stHeader"]').is_visible()

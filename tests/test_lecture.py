@@ -273,16 +273,19 @@ def test_normal_mode_has_no_presentation_css_and_offers_share_and_handout():
 def test_next_and_previous_walk_the_talk_keeping_the_params():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["present"] = "1"
+    at.query_params["sample"] = "shapes-star.png"
     at.switch_page("pages/history.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     model = at.selectbox(key="model").value
+    assert at.selectbox(key="sample").value == "shapes-star.png"
     at.button(key="_present_next").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value.startswith("Why not pixels")
     assert "present" in at.query_params
     assert at.selectbox(key="model").value == model
+    assert at.selectbox(key="sample").value == "shapes-star.png"  # the same image, page after page
     at.button(key="_present_prev").click()
     at.run()
     assert at.title[0].value == "A brief history"

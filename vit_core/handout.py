@@ -144,7 +144,8 @@ def steps(a: explain.Analysis, mf: explain.ModelFigures, class_names: list[str])
     if len(pcs):
         figs3.append((figures.to_png(figures.mosaic(pcs, cols=min(7, len(pcs)))),
                       f"The top {len(pcs)} principal components of the {D} learned patch filters "
-                      "(compare the paper's Figure 7, left): mostly smooth colour and edge patterns."))
+                      "(compare the paper's Figure 7, left). In a well-trained model they look like smooth colour "
+                      "blobs and edge detectors; in an untrained one, like noise."))
     figs3.append((figures.to_png(emb_img),
                    "This image's patch embeddings: the three strongest directions of variation among its "
                    f"{N} vectors, shown as red, green and blue ({', '.join(f'{v:.0%}' for v in var)} of the "
@@ -158,7 +159,8 @@ def steps(a: explain.Analysis, mf: explain.ModelFigures, class_names: list[str])
                     f"A learned vector is added to each token so the model knows where a patch came from. "
                     f"Tile (i, j) shows how similar the position embedding of patch (i, j) is to all other "
                     "positions (cosine similarity; the paper's Figure 7, centre): nearby patches, and patches "
-                    "in the same row or column, end up with similar embeddings.",
+                    "in the same row or column, end up with similar embeddings in a trained model (the model learns the 2-D "
+                    "layout; it is never told).",
                     [(figures.to_png(sim), f"Cosine similarity of position embeddings, {mf.grid[0]} x "
                       f"{mf.grid[1]} tiles (yellow = similar).")]))
 
@@ -170,7 +172,7 @@ def steps(a: explain.Analysis, mf: explain.ModelFigures, class_names: list[str])
                     "layer, averaged over the heads.",
                     [(_map_grid(a, cls_maps, [f"layer {i + 1}" for i in range(L)],
                                 f"Attention of {who} to the patches (mean over {h} heads)"),
-                      f"Bright = attended. Early layers tend to look broadly or locally; later ones focus.")]))
+                      "Bright = attended. Each map has its own colour scale.")]))
 
     roll = [explain.patch_map(a, a.rollout[layer][0]) for layer in range(L)]
     out.append(Step("rollout", "6. Attention rollout",

@@ -102,9 +102,12 @@ def _from_timm(m: nn.Module, name: str) -> VisionTransformer:
         with torch.device("meta"):
             ours = VisionTransformer(cfg)
         ours.load_state_dict(m.state_dict(), strict=True, assign=True)
-        return ours
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"timm:{name} cannot be mirrored by this explainer's ViT: {str(err)[:300]}") from None
+    bad = [k for k, v in ours.state_dict().items() if not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"The weights for timm:{name} hold NaN/inf values ({', '.join(bad[:3])}).")
+    return ours
 
 
 def _check_parity(m: nn.Module, ours: VisionTransformer, name: str) -> None:

@@ -350,12 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = get_preset(a.preset, **over)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     log(f"preset {a.preset}: {json.dumps(cfg.to_dict())}")
+    t = time.perf_counter()
     data = DATA_SOURCES[cfg.dataset](cfg)
+    data_s = time.perf_counter() - t
+    log(f"data ready in {data_s:.1f}s")
     done = run(cfg, log=log, data=data)
     if a.out:
-        save(a.out, cfg, done, data.classes, {"preset": a.preset})
+        save(a.out, cfg, done, data.classes, {"preset": a.preset, "data_seconds": round(data_s, 1)})
         log(f"saved to {a.out}")
     print(json.dumps({"preset": a.preset, "val_acc": done.val_acc, "seconds": round(done.seconds, 2),
+                      "data_seconds": round(data_s, 2),
                       "steps": done.steps, "reason": done.reason, "out": a.out}))
     return 0 if not done.reason.startswith("diverged") else 1
 

@@ -327,6 +327,8 @@ def generate(n: int, seed: int, size: int = 224, labels=None,
     labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
     if labels.numel() != n:
         raise ValueError(f"expected {n} labels, got {labels.numel()}")
+    if size < 2 * _STAMP:
+        raise ValueError(f"size must be at least {2 * _STAMP} px, got {size}")
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
     buffer = torch.empty(min(n, _CHUNK), 3, size, size)
     masks = torch.empty(n, size, size, dtype=torch.bool)
@@ -349,6 +351,7 @@ def render_scene(seed: int, class_index: int | None = None, size: int = 224):
         Tuple ``(image (3, size, size) uint8, label, mask (size, size) bool)``.
     """
     if class_index is None:
-        class_index = int(torch.randint(len(CLASSES), (1,), generator=torch.Generator().manual_seed(int(seed))))
+        g = torch.Generator().manual_seed(int(seed))
+        class_index = int(torch.randint(len(CLASSES), (1,), generator=g))
     data = generate(1, seed, size, labels=[class_index])
     return data.images[0], int(data.labels[0]), data.masks[0]
