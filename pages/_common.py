@@ -95,7 +95,7 @@ def sample_names() -> list[str]:
 def model_choices() -> list[tuple[str, str]]:
     choices = list(loading.CATALOG)
     if USER_MODELS.exists():
-        choices += [(f"file:{p}", f"Trained here: {p.stem}") for p in loading.list_user_models(USER_MODELS)]
+        choices += [(f"file:{p}", f"Trained here: {p.parent.name if p.stem == 'model' else p.stem}") for p in loading.list_user_models(USER_MODELS)]
     return choices
 
 

@@ -160,14 +160,28 @@ def _toggle_changed() -> None:
     _set_present(bool(st.session_state.get("_present_toggle")))
 
 
+def _request_go(page) -> None:
+    """Button callback: remember where to go; the page script switches (callbacks cannot)."""
+    if page is not None:
+        st.session_state["_present_go"] = page[0]
+
+
+def _pending_go() -> None:
+    """Carry out a Previous/Next click (kept in session state, so an extra rerun cannot lose it)."""
+    path = st.session_state.pop("_present_go", None)
+    target = next((p for p in talk() if p[0] == path), None)
+    if target is not None:
+        go(target, present=is_present())
+
+
 def nav_bar(page) -> None:
     """Presentation mode's top bar: Previous, where we are, the QR code, Exit, Next."""
     prev, nxt, pos, count = neighbours(page)
     c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.1, 1.3, 1.2, 4], vertical_alignment="center")
     with c_prev:
-        if st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
-                     width="stretch", shortcut="PageUp", help="Previous page of the talk (PageUp)"):
-            go(prev)
+        st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
+                  width="stretch", shortcut="PageUp", help="Previous page of the talk (PageUp)",
+                  on_click=_request_go, args=(prev,))
     c_mid.markdown(f"<div style='text-align:center;font-size:1rem;white-space:nowrap'><b>{pos} / {count}</b></div>",
                    unsafe_allow_html=True, help=f"Page {pos} of {count} of the talk")
     with c_qr:
@@ -177,9 +191,9 @@ def nav_bar(page) -> None:
         st.button("Exit", key="_present_exit", on_click=_set_present, args=(False,), width="stretch",
                   help="Leave presentation mode (shows the sidebar again)")
     with c_next:
-        if st.button(f"{nxt[1]} ▶" if nxt else "End ▶", key="_present_next", disabled=nxt is None,
-                     width="stretch", type="primary", shortcut="PageDown", help="Next page of the talk (PageDown)"):
-            go(nxt)
+        st.button(f"{nxt[1]} ▶" if nxt else "End ▶", key="_present_next", disabled=nxt is None,
+                  width="stretch", type="primary", shortcut="PageDown", help="Next page of the talk (PageDown)",
+                  on_click=_request_go, args=(nxt,))
 
 
 # --- sharing --------------------------------------------------------------------------------
@@ -318,9 +332,14 @@ def leave_pages_folder_mode() -> None:
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
         run = get_script_run_ctx()
-        entry = Path(run.main_script_path).resolve() if run is not None else None
-        if not PagesManager.uses_pages_directory or entry != (ROOT / "app.py").resolve():
+        app = (ROOT / "app.py").resolve()
+        if run is None or not PagesManager.uses_pages_directory or Path(run.main_script_path).resolve() != app:
             return
+        frame = sys._getframe(1)
+        while frame is not None:  # app.py on the stack: its st.navigation is running this page
+            if Path(frame.f_code.co_filename).resolve() == app:
+                return
+            frame = frame.f_back
         PagesManager.uses_pages_directory = False
     except Exception:  # internals moved: keep the old behaviour
         return
@@ -330,6 +349,7 @@ def leave_pages_folder_mode() -> None:
 def lecture_chrome(ctx=None) -> None:
     """Sidebar lecture tools on every page; in presentation mode also the CSS and the top bar."""
     leave_pages_folder_mode()
+    _pending_go()
     page = current_page()
     present = is_present()
     st.session_state["_present_toggle"] = present

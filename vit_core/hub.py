@@ -133,22 +133,32 @@ def remote_size_mb(repo_id: str, filename: str = WEIGHT_FILES[0]) -> float | Non
     return KNOWN_SIZES_MB.get(repo_id)
 
 
+def _report(progress: Progress | None, fraction: float, message: str) -> None:
+    """Best effort: a failing progress callback (e.g. a UI called from a worker thread) never stops a download."""
+    if progress is not None:
+        try:
+            progress(fraction, message)
+        except Exception:
+            pass
+
+
 def _progress_bar(progress: Progress | None, label: str) -> type[_tqdm]:
-    """A silent tqdm class that forwards byte counts to ``progress(fraction, message)``."""
+    """A silent tqdm class that forwards byte counts to ``progress(fraction, message)``, once per percent."""
 
     class Bar(_tqdm):
         def __init__(self, *args, **kwargs):
             kwargs.pop("name", None)
             kwargs["disable"] = True
-            self._done = float(kwargs.get("initial") or 0)
+            self._done, self._pct = float(kwargs.get("initial") or 0), -1
             super().__init__(*args, **kwargs)
 
         def update(self, n=1):
             self._done += n or 0
             total = self.total or 0
-            if progress is not None and total:
-                frac = min(self._done / total, 1.0)
-                progress(frac, f"Downloading {label}: {self._done / 1e6:.0f} / {total / 1e6:.0f} MB")
+            pct = int(100 * min(self._done / total, 1.0)) if total else -1
+            if pct > self._pct:
+                self._pct = pct
+                _report(progress, pct / 100, f"Downloading {label}: {self._done / 1e6:.0f} / {total / 1e6:.0f} MB")
 
     return Bar
 
@@ -162,12 +172,10 @@ def download(repo_id: str, progress: Progress | None = None,
     last: Exception | None = None
     for name in filenames:
         try:
-            if progress:
-                progress(0.0, f"Downloading {repo_id}/{name}…")
+            _report(progress, 0.0, f"Downloading {repo_id}/{name}…")
             path = hf_hub_download(repo_id, name, cache_dir=cache_dir(), endpoint=endpoint(),
                                    tqdm_class=_progress_bar(progress, repo_id))
-            if progress:
-                progress(1.0, f"Downloaded {repo_id}")
+            _report(progress, 1.0, f"Downloaded {repo_id}")
             return Path(path)
         except EntryNotFoundError as err:
             last = err

@@ -5,6 +5,8 @@ Specs:
                                else downloaded; ``pretrained=False``: random init; ``weights=``: a local file)
     ``bundled:<name>``         ``assets/models/<name>/model.safetensors`` + ``model.json``
     ``file:<path>.safetensors`` a model trained in the app, with its sidecar ``<path>.json``
+    ``random:<name>``          a timm ViT architecture with random weights (same as
+                               ``timm:<name>`` with ``pretrained=False``): an untrained model's attention
 
 Sidecar JSON (``save_model`` writes it; ``FORMAT`` names the version)::
 
@@ -49,6 +51,8 @@ CATALOG: list[tuple[str, str]] = [
     ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT-B/16 · ImageNet (AugReg2) · 346 MB"),
     ("timm:deit_small_patch16_224.fb_in1k", "DeiT-S/16 · ImageNet-1k only · 88 MB"),
     ("timm:vit_small_patch16_224.dino", "ViT-S/16 · DINO, self-supervised (features only) · 87 MB"),
+    ("random:vit_base_patch16_224", "ViT-B/16 · untrained (random weights, offline)"),
+    ("random:vit_tiny_patch16_224", "ViT-Ti/16 · untrained (random weights, offline)"),
 ]
 
 _TRAINING = {
@@ -86,7 +90,7 @@ class ModelStatus:
 
 def _parse(spec: str) -> tuple[str, str]:
     kind, sep, rest = str(spec).partition(":")
-    if not sep or kind not in ("timm", "bundled", "file") or not rest.strip():
+    if not sep or kind not in ("timm", "bundled", "file", "random") or not rest.strip():
         raise ValueError(f"Unknown model spec {spec!r}. {SPEC_HELP}")
     return kind, rest.strip()
 
@@ -206,6 +210,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, pretrained: 
     """Load ``spec`` (see the module docstring). Raises ModelUnavailable when it cannot be had
     right now (offline and not cached, bundled model not built), ValueError for bad specs or files."""
     kind, rest = _parse(spec)
+    if kind == "random":
+        return _load_timm(rest, spec, None, False, progress)
     if kind == "timm":
         return _load_timm(rest, spec, weights, pretrained, progress)
     if weights is not None:
@@ -216,6 +222,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, pretrained: 
 def model_status(spec: str) -> ModelStatus:
     """Where ``spec``'s weights are, without loading them (fast; at most one ~0.8 s probe offline)."""
     kind, rest = _parse(spec)
+    if kind == "random":
+        return ModelStatus("random", None, "untrained: random weights, no download")
     if kind != "timm":
         st, js = _local_paths(kind, rest)
         if not (st.is_file() and js.is_file()):

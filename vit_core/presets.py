@@ -35,6 +35,10 @@ class TrainConfig:
         grad_clip: max global gradient norm (0 = off). bf16 autocast is used on CUDA only.
         decay_pos_embed: apply weight decay to the position embeddings too (timm exempts them);
             decay fades the random init where no gradient supports it.
+        token_label_weight: weight of an auxiliary token-labelling loss (Jiang et al. 2021): each
+            patch token mostly covered by the object (from the data's masks) is read by the same head
+            and must name the image's class. Dense supervision speeds up learning from scratch;
+            the model and its saved weights are unchanged. 0 = off (or when the data has no masks).
         data_options: extra keyword arguments for the data source (e.g. Shapes difficulty).
     """
 
@@ -61,6 +65,7 @@ class TrainConfig:
     device: str = "auto"
     grad_clip: float = 1.0
     decay_pos_embed: bool = False
+    token_label_weight: float = 0.0
     data_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -87,20 +92,24 @@ PRESETS: dict[str, TrainConfig] = {
     # The bundled model: the paper's 224 px / 16 px patches (14 x 14 grid + [CLS]), narrow and
     # shallow enough to train on two CPU cores in about an hour.
     "shapes-demo": TrainConfig(
-        vit=ViTConfig(img_size=224, patch_size=16, num_classes=10, embed_dim=128, depth=4,
-                      num_heads=4, mlp_ratio=4.0),
-        img_size=224, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_steps=200,
-        max_steps=6000, max_seconds=4200, seed=0, val_seed=10_000, val_size=500,
-        train_size=12_000, augment=True, shift_px=16, label_smoothing=0.1, eval_every=250,
-        snapshot_every=0,
+        vit=ViTConfig(img_size=224, patch_size=16, num_classes=10, embed_dim=96, depth=4,
+                      num_heads=3, mlp_ratio=4.0),
+        img_size=224, batch_size=32, lr=5e-4, weight_decay=0.05, warmup_steps=100,
+        max_steps=12_000, max_seconds=4500, seed=0, val_seed=10_000, val_size=500,
+        train_size=10_000, augment=True, shift_px=16, label_smoothing=0.1, eval_every=250,
+        snapshot_every=0, num_threads=2, decay_pos_embed=True, token_label_weight=1.0,
+        data_options={"fill_texture": 0.35},
     ),
-    # Small and fast: 48 px, 8 px patches (6 x 6 grid). Reaches >= 95% in under a minute on 2 cores.
+    # Small and fast for live training: 48 px, 8 px patches (6 x 6 grid + [CLS]) on an easier Shapes
+    # variant (strong class-specific fill stripes, little clutter); a fixed set of 4000 images.
     "shapes-quick": TrainConfig(
         vit=ViTConfig(img_size=48, patch_size=8, num_classes=10, embed_dim=64, depth=3,
                       num_heads=4, mlp_ratio=2.0),
         img_size=48, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_steps=50,
         max_steps=None, max_seconds=60, seed=0, val_seed=10_000, val_size=500,
-        train_size=None, augment=False, label_smoothing=0.1, eval_every=50, snapshot_every=50,
+        train_size=4000, augment=True, shift_px=4, label_smoothing=0.1, eval_every=50,
+        snapshot_every=50, token_label_weight=1.0,
+        data_options={"fill_texture": 1.0, "clutter": (0, 3), "min_contrast": 0.45},
     ),
 }
 

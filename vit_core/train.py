@@ -75,7 +75,7 @@ Event = Step | Eval | Snapshot | Done
 class DataSource:
     """What the loop needs from a dataset. Images are uint8 (B, 3, H, W)."""
 
-    train_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # step -> (images, labels)
+    train_batch: Callable[[int], tuple]  # step -> (images, labels) or (images, labels, masks)
     val_images: torch.Tensor
     val_labels: torch.Tensor
     classes: list[str]
@@ -94,14 +94,16 @@ def shapes_source(cfg: TrainConfig) -> DataSource:
     if cfg.train_size is None:  # a fresh batch every step, seeded by (seed, step)
         def batch(step: int):
             d = generate(cfg.batch_size, seed=_step_seed(cfg.seed, step), size=cfg.img_size, config=scfg)
-            return d.images, d.labels
+            return d.images, d.labels, d.masks
         return DataSource(batch, val.images, val.labels, val.classes)
     train = generate(cfg.train_size, seed=cfg.seed, size=cfg.img_size, config=scfg)
-    return DataSource(_fixed_set_sampler(train.images, train.labels, cfg.batch_size, cfg.seed),
+    masks = train.masks if cfg.token_label_weight else None
+    return DataSource(_fixed_set_sampler(train.images, train.labels, cfg.batch_size, cfg.seed, masks),
                       val.images, val.labels, val.classes, cfg.train_size)
 
 
-def _fixed_set_sampler(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
+def _fixed_set_sampler(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                       masks: torch.Tensor | None = None):
     """Epochs of seeded permutations; batch k of the run is a pure function of (seed, k)."""
     n = len(labels)
     per_epoch = max(1, n // batch_size)
@@ -110,7 +112,7 @@ def _fixed_set_sampler(images: torch.Tensor, labels: torch.Tensor, batch_size: i
         epoch, k = divmod(step, per_epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, -1 - epoch)))
         idx = perm[k * batch_size:(k + 1) * batch_size]
-        return images[idx], labels[idx]
+        return (images[idx], labels[idx]) + (() if masks is None else (masks[idx],))
     return batch
 
 
@@ -123,7 +125,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - 0.5) / 0.5
 
 
-def augment(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:  # noqa: D417
     """Per image: random translation by up to ``shift`` px (edge-replicated) and a horizontal flip.
 
     A mirrored Shapes object keeps its class (every class is left-right symmetric or has a mirror
@@ -244,14 +246,26 @@ def _train(cfg: TrainConfig, stop_event, data) -> Iterator[Event]:
         lr = lr_at(cfg, step, elapsed)
         for pg in opt.param_groups:
             pg["lr"] = lr
-        images, labels = data.train_batch(step)
+        images, labels, *masks = data.train_batch(step)
         x = normalize(images)
+        tok = cfg.token_label_weight > 0 and bool(masks)
+        if tok:  # the mask rides along as a 4th channel so it moves with the image
+            x = torch.cat([x, masks[0][:, None].float()], 1)
         if cfg.augment:
             x = augment(x, cfg.shift_px, g)
+        if tok:
+            x, m = x[:, :3], x[:, 3:]
         x, y = x.to(dev), labels.to(dev)
         with autocast:
-            out = model(x)
+            feats = model.forward_features(x)
+            out = model.forward_head(feats)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+        if tok:  # token labelling: patches mostly on the object must name the object's class too
+            on = (F.avg_pool2d(m, cfg.vit.patch_size).flatten(1) > 0.5).to(dev)  # (B, N)
+            if on.any():
+                tl = model.head(feats[:, model.num_prefix_tokens:][on]).float()
+                loss = loss + cfg.token_label_weight * F.cross_entropy(
+                    tl, y[:, None].expand_as(on)[on], label_smoothing=cfg.label_smoothing)
         lv = loss.item()
         if not math.isfinite(lv) or lv > explode:
             what = "became NaN" if math.isnan(lv) else ("became infinite" if not math.isfinite(lv)
@@ -340,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", help="directory to save model.safetensors + model.json")
+    ap.add_argument("--set", dest="overrides", default="{}",
+                    help='JSON object of TrainConfig fields to override, e.g. \'{"lr": 1e-3}\'')
     a = ap.parse_args(argv)
     over = {k: v for k, v in (("seed", a.seed), ("max_seconds", a.max_seconds), ("max_steps", a.max_steps),
                               ("num_threads", a.threads)) if v is not None}
@@ -347,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         over["max_steps"] = None  # a time budget alone: the schedule follows the clock
     if a.max_steps is not None and a.max_seconds is None:
         over["max_seconds"] = None
+    over.update(json.loads(a.overrides))
     cfg = get_preset(a.preset, **over)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     log(f"preset {a.preset}: {json.dumps(cfg.to_dict())}")
