@@ -20,7 +20,8 @@ USER_MODELS = ROOT / "models"  # models trained in the app (git-ignored)
 DEFAULT_SPEC = "bundled:shapes-vit"
 # Set by app.py. Streamlit serves the very first script run of a fresh server in its legacy
 # "pages/ folder" mode (the page runs without app.py: wrong navigation, narrow layout), which
-# breaks shared deep links; sidebar() reruns once so that app.py's st.navigation takes over.
+# breaks shared deep links; ensure_app_navigation() leaves that mode and reruns once so that
+# app.py's st.navigation takes over.
 APP_STARTED = False
 IMAGENET_DEFAULT = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
 
@@ -133,12 +134,21 @@ def _pick_image(bundled: bool) -> tuple[str, bytes]:
     return name, data
 
 
-def sidebar() -> Ctx:
-    """Draw the shared sidebar and return the chosen model and image (valid, decoded once)."""
+def ensure_app_navigation() -> None:
+    """Rerun once if this process has not run app.py yet (see APP_STARTED)."""
     global APP_STARTED
     if not APP_STARTED:
         APP_STARTED = True
+        # What st.navigation itself does; Streamlit's private runner for the legacy mode does not.
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def sidebar() -> Ctx:
+    """Draw the shared sidebar and return the chosen model and image (valid, decoded once)."""
+    ensure_app_navigation()
     st.sidebar.markdown("### ViT Explainer")
     choices = model_choices()
     labels = dict(choices)
@@ -202,6 +212,7 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
     when not passed)."""
     from pages import _present  # imports this module: import here, not at the top
 
+    ensure_app_navigation()
     _present.lecture_chrome(ctx if ctx is not None else _present.find_ctx())
     st.title(title)
     st.markdown(intro)

@@ -319,36 +319,8 @@ def find_ctx():
 # --- the whole thing, from header() -----------------------------------------------------------
 
 
-def leave_pages_folder_mode() -> None:
-    """Make a deep link work as the first request of a fresh server.
-
-    Streamlit 1.67 treats an app with a ``pages/`` folder next to its entry point as a folder-based
-    multipage app until ``st.navigation`` has run once; a link such as ``/history?present=1``
-    opened first would run the page without app.py (no navigation, no page config). Clearing the
-    flag, as ``st.navigation`` itself does, and rerunning lets app.py take over.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        run = get_script_run_ctx()
-        app = (ROOT / "app.py").resolve()
-        if run is None or not PagesManager.uses_pages_directory or Path(run.main_script_path).resolve() != app:
-            return
-        frame = sys._getframe(1)
-        while frame is not None:  # app.py on the stack: its st.navigation is running this page
-            if Path(frame.f_code.co_filename).resolve() == app:
-                return
-            frame = frame.f_back
-        PagesManager.uses_pages_directory = False
-    except Exception:  # internals moved: keep the old behaviour
-        return
-    st.rerun()
-
-
 def lecture_chrome(ctx=None) -> None:
     """Sidebar lecture tools on every page; in presentation mode also the CSS and the top bar."""
-    leave_pages_folder_mode()
     _pending_go()
     page = current_page()
     present = is_present()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -41,7 +40,7 @@ LAYOUTS = {
     "custom": ("Custom", None),
 }
 SHAPES_SETS = {0: "Fresh images every step (unlimited data)", 1000: "A fixed set of 1,000",
-               5000: "A fixed set of 5,000", 20000: "A fixed set of 20,000"}
+               4000: "A fixed set of 4,000", 10000: "A fixed set of 10,000", 20000: "A fixed set of 20,000"}
 LRS = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
 MAX_DOWNLOAD_MB = 200
@@ -66,16 +65,7 @@ def session_id() -> str:
     return st.session_state._train_sid
 
 
-@st.cache_resource(show_spinner=False)
-def _warm_shapes() -> bool:
-    """Rasterise the Shapes templates once per process in the background (seconds on a slow CPU)."""
-    from vit_core.datasets import shapes
-
-    threading.Thread(target=shapes.generate, args=(2,), kwargs={"seed": 0, "size": 32}, daemon=True).start()
-    return True
-
-
-_warm_shapes()
+jobs.warm_up()
 sid = session_id()
 mgr.heartbeat(sid)
 job = mgr.get(sid)
@@ -101,14 +91,20 @@ data_key = st.radio("Data", list(DATA), format_func=DATA.get, horizontal=True, k
                     label_visibility="collapsed", disabled=busy)
 data_ok, num_classes, full_size, zip_data = True, 10, None, None
 shapes_set = 0
+# The recipe the widgets start from: the bundled model's for its layout, else the quick one.
+base = PRESETS["shapes-demo"] if st.session_state.get("tr_layout") == "bundled" else PRESETS["shapes-quick"]
 if data_key == "shapes":
     c1, c2 = st.columns([2, 3])
-    shapes_set = c1.selectbox("Training images", list(SHAPES_SETS), format_func=SHAPES_SETS.get, key="tr_shapes_set",
-                              disabled=busy)
+    sets = list(SHAPES_SETS)
+    shapes_set = c1.selectbox("Training images", sets, index=sets.index(base.train_size or 0),
+                              format_func=SHAPES_SETS.get, key="tr_shapes_set", disabled=busy)
     c2.caption("Ten outline classes (circle, star, heart…) at random positions, sizes, colours and "
-               "backgrounds, rendered on the fly. With *fresh images* the model never sees the same picture "
-               "twice; a fixed set shows over-fitting.")
-    full_size = shapes_set or 2000
+               "backgrounds, rendered on the fly"
+               + (" (small models get an easier variant: class-specific fill stripes, little clutter)"
+                  if base.data_options.get("fill_texture", 0) >= 1 else "")
+               + ". With *fresh images* the model never sees the same picture twice; a fixed set can be "
+               "over-fitted.")
+    full_size = shapes_set or 4000
 elif data_key in vision.DATASETS:
     spec = vision.DATASETS[data_key]
     cached, online = dataset_state(data_key)
@@ -201,6 +197,7 @@ m[4].metric("CNN FLOPs / image", f"{cost['cnn_gflops'] * 1e3:,.1f} M" if cost["c
 # --- 3. training ----------------------------------------------------------------------------------
 st.subheader("3 · Training")
 base = PRESETS["shapes-demo"] if layout == "bundled" else PRESETS["shapes-quick"]
+batches = [8, 16, 32, 64, 128, 256, 512]
 cuda = T.pick_device("auto").type == "cuda"
 c = st.columns(5)
 lr = c[0].select_slider("Peak learning rate (AdamW)", LRS, value=base.lr, key="tr_lr", disabled=busy,
@@ -208,12 +205,12 @@ lr = c[0].select_slider("Peak learning rate (AdamW)", LRS, value=base.lr, key="t
 wd = c[1].select_slider("Weight decay", [0.0, 0.01, 0.05, 0.1, 0.3], value=0.05, key="tr_wd", disabled=busy)
 warm = c[2].number_input("Warm-up steps", 0, 5000, base.warmup_steps, 10, key="tr_warm", disabled=busy,
                          help="Linear warm-up, then cosine decay to 1% of the peak by the end of the budget.")
-batch = c[3].selectbox("Batch size", [8, 16, 32, 64, 128, 256, 512], index=3, key="tr_batch", disabled=busy)
+batch = c[3].selectbox("Batch size", batches, index=batches.index(base.batch_size), key="tr_batch", disabled=busy)
 evals = c[4].number_input("Eval every (steps)", 5, 5000, 100 if cuda else 25, 5, key="tr_eval", disabled=busy,
                           help="Validation accuracy and a 'watch it learn' snapshot each time.")
 c = st.columns([1, 2, 2])
 budget_kind = c[0].radio("Budget", ["Seconds", "Epochs"], key="tr_budget", disabled=busy)
-epoch_n = full_size if (data_key != "shapes" or shapes_set) else 5000
+epoch_n = full_size if (data_key != "shapes" or shapes_set) else 4000
 if budget_kind == "Seconds":
     seconds = c[1].slider("Time budget (s)", 5, 900, 60, 5, key="tr_seconds", disabled=busy)
     max_steps = None
@@ -222,11 +219,14 @@ else:
     seconds = None
     max_steps = max(1, math.ceil(epochs * (epoch_n or 1) / batch))
     c[1].caption(f"= {max_steps:,} steps of {batch}" + ("" if data_key != "shapes" or shapes_set
-                                                         else " (fresh data: an epoch is counted as 5,000 images)"))
-aug_default = data_key in ("shapes", "cifar10", "zip") and layout != "quick"
+                                                         else " (fresh data: an epoch is counted as 4,000 images)"))
+aug_default = base.augment and data_key != "mnist"
 augment = c[2].toggle("Augmentation", value=aug_default, key="tr_aug", disabled=busy,
                       help="Random shifts and horizontal flips. Fine for Shapes, CIFAR-10 and clothes; digits "
                            "are not mirror-symmetric.")
+use_compile = c[2].toggle("torch.compile", value=False, key="tr_compile", disabled=busy or not cuda,
+                          help="Compile the training forward pass (CUDA only): faster steps after a "
+                               "compilation pause at the start.")
 c[2].caption(f"Device: **{jobs.device_label()}**")
 
 cfg = get_preset("shapes-quick" if layout != "bundled" else "shapes-demo", vit=vit, img_size=vit.img_size,
@@ -234,8 +234,8 @@ cfg = get_preset("shapes-quick" if layout != "bundled" else "shapes-demo", vit=v
                  batch_size=int(batch), max_seconds=seconds, max_steps=max_steps,
                  train_size=(shapes_set or None) if data_key == "shapes" else None,
                  val_size=500 if data_key != "zip" else 10_000, augment=augment,
-                 shift_px=max(2, vit.img_size // 12), eval_every=int(evals), snapshot_every=int(evals),
-                 num_threads=jobs.default_threads())
+                 shift_px=max(2, vit.img_size // 12) if layout != "bundled" else base.shift_px,
+                 eval_every=int(evals), snapshot_every=int(evals), num_threads=jobs.default_threads())
 
 
 def data_factory():
@@ -252,13 +252,13 @@ def data_factory():
 def start(kind: str) -> None:
     label = DATA[data_key] if data_key != "zip" else f"your images ({len(zip_data.classes)} classes)"
     common = dict(data=data_factory(), data_label=label, save_dir=USER_MODELS,
-                  save_name=f"{data_key}-{layout}", extra_meta={"layout": layout})
+                  save_name=f"{data_key}-{layout}", extra_meta={"layout": layout}, compile=use_compile)
     if kind == "train":
         plan = jobs.plan_train(cfg, **common)
     elif kind == "compare":
         plan = jobs.plan_compare(cfg, **common)
     else:
-        full = full_size if data_key != "shapes" or shapes_set else 2000
+        full = full_size if data_key != "shapes" or shapes_set else 4000
         if data_key == "zip":
             full = int(round(full * 0.8))
         plan = jobs.plan_data_size(dataclasses.replace(cfg, vit=cfg.vit, train_size=full), full, **common)
@@ -278,7 +278,7 @@ if b[1].button("ViT vs CNN", key="tr_cmp", disabled=not can, icon=":material/com
                help="The ViT, then a CNN of similar parameter count on the same data, each for half the budget."):
     clicked = "compare"
 if b[2].button("Data size: 10% vs 100%", key="tr_size", disabled=not can, icon=":material/database:",
-               help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 2000:,} images), "
+               help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 4000:,} images), "
                     "each for a quarter of the budget: which one suffers more from less data?"):
     clicked = "data-size"
 if b[3].button("Stop", key="tr_stop", disabled=not busy, icon=":material/stop:"):
@@ -419,10 +419,12 @@ def result(job: jobs.Job) -> None:
     cnn_logs = [x for x in job.logs if x.model == "cnn"]
     if job.plan.kind == "compare" and vit_logs and cnn_logs and cnn_logs[0].steps:
         v, c = vit_logs[0], cnn_logs[0]
-        better = "ViT" if v.val_acc > c.val_acc else "CNN"
+        gap = v.val_acc - c.val_acc
+        verdict = ("a tie" if abs(gap) < 0.01 else f"the **{'ViT' if gap > 0 else 'CNN'}** wins this one by "
+                   f"{abs(gap) * 100:.1f} points")
         st.markdown(f"**Same data, same budget, similar size:** the ViT ({v.params:,} parameters) reached "
                     f"**{v.val_acc:.1%}** in {v.steps[-1].step:,} steps, the CNN ({c.params:,} parameters) "
-                    f"**{c.val_acc:.1%}** in {c.steps[-1].step:,} steps: the **{better}** wins this one. "
+                    f"**{c.val_acc:.1%}** in {c.steps[-1].step:,} steps: {verdict}. "
                     "The CNN's convolutions assume that nearby pixels belong together and that a pattern means "
                     "the same thing anywhere; the ViT has to learn both from the data.")
     if job.plan.kind == "data-size" and len(job.logs) == 4 and all(x.reason for x in job.logs):
@@ -438,9 +440,10 @@ def result(job: jobs.Job) -> None:
         st.plotly_chart(fig, key="tr_datasize")
         v_drop = acc[names[2]] - acc[names[0]]
         c_drop = acc[names[3]] - acc[names[1]]
-        hungrier = "ViT" if v_drop > c_drop else "CNN"
+        hungrier = ("neither is clearly hungrier for data" if abs(v_drop - c_drop) < 0.01 else
+                    f"here the **{'ViT' if v_drop > c_drop else 'CNN'}** is hungrier for data")
         st.markdown(f"Going from 10% to 100% of the data gains the ViT **{v_drop * 100:+.1f}** points and the CNN "
-                    f"**{c_drop * 100:+.1f}**: here the **{hungrier}** is hungrier for data. The paper found the same "
+                    f"**{c_drop * 100:+.1f}**: {hungrier}. The paper found the ViT to be the hungry one "
                     "at ImageNet scale: ResNets win on small data, ViTs only overtake them with much more "
                     "(Fig. 3-4). Short runs on a toy task are noisy; lengthen the budget to be sure.")
     if job.saved is not None and job.saved.exists():
@@ -448,7 +451,8 @@ def result(job: jobs.Job) -> None:
         rel = job.saved.relative_to(USER_MODELS.parent) if job.saved.is_relative_to(USER_MODELS.parent) else job.saved
         st.success(f"Saved as `{rel}` (+ `.json`). It is in the sidebar's **Model** list now, as "
                    f"*Trained here: {job.saved.stem}*.", icon=":material/save:")
-        c = st.columns([1, 1, 3])
+        row = st.container(horizontal=True)
+        c = [row, row]
         c[0].button("Explain this model", key="tr_explain", icon=":material/visibility:",
                     on_click=_open_in_explainer, args=(spec,))
         if st.session_state.pop("tr_open", False):

@@ -43,7 +43,7 @@ def mgr():
 def test_stop_mid_run_saves_a_loadable_model(mgr, tmp_path):
     plan = jobs.plan_train(quick_cfg(), save_dir=tmp_path, save_name="t", data_label="Shapes")
     job = mgr.submit("s1", plan)
-    assert wait_for(lambda: job.logs and len(job.logs[0].steps) >= 4), job.error
+    assert wait_for(lambda: job.logs and len(job.logs[0].steps) >= 4, timeout=120), job.error
     assert job.state == "running" and mgr.queue_position(job) == 0
     mgr.stop("s1")
     job.thread.join(30)

@@ -7,7 +7,7 @@ and the Previous/Next buttons; widgets bound to the URL must come back from a de
 from __future__ import annotations
 
 import base64
-import re
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -136,7 +136,7 @@ def test_handout_is_well_formed_with_a_figure_for_every_step(tiny_analysis):
             assert src.startswith("data:image/png;base64,")
             png = base64.b64decode(src.split(",", 1)[1], validate=True)
             assert png[:8] == b"\x89PNG\r\n\x1a\n"
-            assert Image.open(__import__("io").BytesIO(png)).size[0] >= 32
+            assert Image.open(io.BytesIO(png)).size[0] >= 32
             assert img.get("alt")
         assert sec.find("h2") is not None and list(sec.iter("figcaption"))
     assert "cat&amp;dog&lt;1&gt;.png" in page and "<test>" not in page  # names are escaped

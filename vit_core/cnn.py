@@ -145,7 +145,8 @@ def make_cnn_meta(target_params: int, num_classes: int, in_chans: int, img_size:
 
 
 # --- training -------------------------------------------------------------------------------------
-def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = None, data=None) -> Iterator:
+def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = None, data=None,
+                 compile_model: bool = False) -> Iterator:
     """Train any classifier with the ViT trainer's recipe; yields its Step, Eval and Done events.
 
     Same data source, AdamW (no decay on biases and norms), warm-up + cosine over the same
@@ -157,7 +158,7 @@ def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = Non
     prev = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     try:
-        yield from _loop(model, cfg, stop_event, data or T.DATA_SOURCES[cfg.dataset](cfg))
+        yield from _loop(model, cfg, stop_event, data or T.DATA_SOURCES[cfg.dataset](cfg), compile_model)
     finally:
         torch.set_num_threads(prev)
 
@@ -174,13 +175,14 @@ def train_cnn(cfg, stop_event: threading.Event | None = None, data=None, classes
     yield from train_module(model, cfg, stop_event, data)
 
 
-def _loop(model: nn.Module, cfg, stop_event, data) -> Iterator:
+def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) -> Iterator:
     from vit_core import train as T
 
     dev = T.pick_device(cfg.device)
     model = model.to(dev).train()
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile_model else model
     named = list(model.named_parameters())
     decay = [p for _, p in named if p.ndim >= 2]
     no_decay = [p for _, p in named if p.ndim < 2]
@@ -203,13 +205,13 @@ def _loop(model: nn.Module, cfg, stop_event, data) -> Iterator:
         lr = T.lr_at(cfg, step, elapsed)
         for pg in opt.param_groups:
             pg["lr"] = lr
-        images, labels = data.train_batch(step)
+        images, labels, *_ = data.train_batch(step)  # (Shapes also returns object masks: unused)
         x = T.normalize(images)
         if cfg.augment:
             x = T.augment(x, cfg.shift_px, g)
         x, y = x.to(dev), labels.to(dev)
         with autocast:
-            out = model(x)
+            out = forward(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
         lv = loss.item()
         if not math.isfinite(lv) or lv > explode:

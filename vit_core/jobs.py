@@ -42,9 +42,33 @@ class JobBusy(RuntimeError):
 
 
 def default_threads() -> int:
-    """CPU threads for training: every core on a small machine, one left for the web server on larger ones."""
+    """CPU threads for training: ``$VIT_TRAIN_THREADS``, else every core on a small machine and one
+    left for the web server on larger ones. (On a machine crowded by other work, 1 can be faster:
+    small ops on two contended cores spend their time waking each other up.)"""
+    env = os.environ.get("VIT_TRAIN_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
     n = os.cpu_count() or 1
     return n if n <= 2 else min(16, n - 1)
+
+
+_WARM_LOCK = threading.Lock()
+_WARMED = threading.Event()
+
+
+def _warm_shapes() -> None:
+    with _WARM_LOCK:  # a run that starts meanwhile waits here instead of doing the same work twice
+        if not _WARMED.is_set():
+            from vit_core.datasets import shapes
+
+            shapes.generate(2, seed=0, size=32)  # rasterises and caches the class templates
+            _WARMED.set()
+
+
+def warm_up() -> None:
+    """Prepare the Shapes renderer in the background (seconds on a slow CPU, once per process)."""
+    if not _WARMED.is_set():
+        threading.Thread(target=_warm_shapes, daemon=True, name="vit-shapes-warm-up").start()
 
 
 def device_label(device: str = "auto") -> str:
@@ -77,6 +101,7 @@ class RunPlan:
     save_dir: Path | None = None
     save_name: str = "vit"
     extra_meta: dict = field(default_factory=dict)
+    compile: bool = False  # torch.compile the training forward pass (CUDA; the first steps compile)
 
 
 def _with(cfg: TrainConfig, **kw) -> TrainConfig:
@@ -91,16 +116,21 @@ def plan_train(cfg: TrainConfig, **kw) -> RunPlan:
     return RunPlan("train", [Leg("ViT", "vit", cfg, save=True)], **kw)
 
 
+def _fair(cfg: TrainConfig) -> TrainConfig:
+    """No ViT-only extras (token labelling uses object masks the CNN never sees) in a comparison."""
+    return _with(cfg, token_label_weight=0.0) if getattr(cfg, "token_label_weight", 0) else cfg
+
+
 def plan_compare(cfg: TrainConfig, **kw) -> RunPlan:
     """ViT then a CNN of similar parameter count, same data and schedule, the time budget split in two."""
-    c = _split_budget(cfg, 2)
+    c = _split_budget(_fair(cfg), 2)
     return RunPlan("compare", [Leg("ViT", "vit", c, save=True), Leg("CNN", "cnn", c)], **kw)
 
 
 def plan_data_size(cfg: TrainConfig, full_size: int, fraction: float = 0.1, **kw) -> RunPlan:
     """ViT and CNN on ``fraction`` of a fixed training set, then on all of it (budget split in four)."""
     small = max(1, int(round(full_size * fraction)))
-    c = _split_budget(cfg, 4)
+    c = _split_budget(_fair(cfg), 4)
     legs = [Leg(f"{m} · {p}", m.lower(), _with(c, train_size=n))
             for n, p in ((small, f"{fraction:.0%} data"), (full_size, "100% data")) for m in ("ViT", "CNN")]
     return RunPlan("data-size", legs, **kw)
@@ -172,7 +202,8 @@ Runner = Callable[[Job], None]
 
 # --- running a plan -------------------------------------------------------------------------------
 def _source(job: Job, cfg: TrainConfig, cache: dict) -> T.DataSource:
-    key = (cfg.dataset, cfg.img_size, cfg.train_size, cfg.val_size, cfg.seed, cfg.val_seed, cfg.batch_size)
+    key = (cfg.dataset, cfg.img_size, cfg.train_size, cfg.val_size, cfg.seed, cfg.val_seed, cfg.batch_size,
+           repr(cfg.data_options))
     if key not in cache:
         def progress(frac: float, msg: str) -> None:
             job.message, job.progress = msg, frac
@@ -188,14 +219,14 @@ def _thin(snaps: list) -> None:
         del snaps[1:-1:2]  # keep the first and the newest
 
 
-def _leg_events(leg: Leg, cfg: TrainConfig, stop: threading.Event, data: T.DataSource):
+def _leg_events(leg: Leg, cfg: TrainConfig, stop: threading.Event, data: T.DataSource, compile: bool = False):
     if leg.model == "vit":
-        return None, T.train(cfg, stop, data)
+        return None, T.train(cfg, stop, data, compile_model=compile)
     from vit_core import cnn
 
     model = cnn.make_cnn(_vit_params(cfg, len(data.classes)), len(data.classes), cfg.vit.in_chans,
                          cfg.img_size, seed=cfg.seed)
-    return count_params(model), cnn.train_module(model, cfg, stop, data)
+    return count_params(model), cnn.train_module(model, cfg, stop, data, compile_model=compile)
 
 
 def _vit_params(cfg: TrainConfig, k: int) -> int:
@@ -215,6 +246,9 @@ def run_plan(job: Job) -> None:
         log = RunLog(leg.name, leg.model)
         job.logs.append(log)
         job.current = i
+        if cfg.dataset == "shapes" and plan.data is None and not _WARMED.is_set():
+            job.message = "Preparing the Shapes renderer (once after a server start)…"
+            _warm_shapes()
         job.message = f"Preparing the data for {leg.name}…"
         data = _source(job, cfg, cache)
         cuda = T.pick_device(cfg.device).type == "cuda"
@@ -225,7 +259,7 @@ def run_plan(job: Job) -> None:
                     log.reason = "stopped"
                     return
         try:
-            params, events = _leg_events(leg, cfg, job.stop_event, data)
+            params, events = _leg_events(leg, cfg, job.stop_event, data, plan.compile)
             log.params = params or _vit_params(cfg, len(data.classes))
             job.message = f"Training {leg.name}"
             done = None
@@ -438,5 +472,5 @@ def manager() -> JobManager:
         return _MANAGER
 
 
-__all__ = ["GPU_LOCK", "Job", "JobBusy", "JobManager", "Leg", "RunLog", "RunPlan", "default_threads",
+__all__ = ["warm_up", "GPU_LOCK", "Job", "JobBusy", "JobManager", "Leg", "RunLog", "RunPlan", "default_threads",
            "device_label", "manager", "plan_compare", "plan_data_size", "plan_train", "run_plan"]

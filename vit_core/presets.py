@@ -69,6 +69,8 @@ class TrainConfig:
     data_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.vit, dict):  # e.g. from JSON overrides
+            self.vit = ViTConfig.from_dict(self.vit)
         if self.vit.img_size != self.img_size:
             self.vit = dataclasses.replace(self.vit, img_size=self.img_size)
         if self.max_steps is None and self.max_seconds is None:

@@ -205,22 +205,26 @@ def build_model(cfg: TrainConfig) -> VisionTransformer:
 
 # --- the loop -------------------------------------------------------------------------------
 def train(cfg: TrainConfig, stop_event: threading.Event | None = None,
-          data: DataSource | None = None) -> Iterator[Event]:
-    """Train from scratch, yielding Step (every step), Eval, Snapshot and finally Done."""
+          data: DataSource | None = None, compile_model: bool = False) -> Iterator[Event]:
+    """Train from scratch, yielding Step (every step), Eval, Snapshot and finally Done.
+
+    ``compile_model`` runs the training forward pass through ``torch.compile`` (worth it on CUDA).
+    """
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     try:
-        yield from _train(cfg, stop_event, data)
+        yield from _train(cfg, stop_event, data, compile_model)
     finally:
         torch.set_num_threads(prev_threads)
 
 
-def _train(cfg: TrainConfig, stop_event, data) -> Iterator[Event]:
+def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> Iterator[Event]:
     dev = pick_device(cfg.device)
     data = data or DATA_SOURCES[cfg.dataset](cfg)
     if len(data.classes) != cfg.vit.num_classes:
         cfg.vit = dataclasses.replace(cfg.vit, num_classes=len(data.classes))
     model = build_model(cfg).to(dev).train()
+    features = torch.compile(model.forward_features) if compile_model else model.forward_features
     decays = lambda n, p: p.ndim >= 2 and ("pos_embed" not in n or cfg.decay_pos_embed)  # noqa: E731
     decay = [p for n, p in model.named_parameters() if decays(n, p)]
     no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
@@ -257,7 +261,7 @@ def _train(cfg: TrainConfig, stop_event, data) -> Iterator[Event]:
             x, m = x[:, :3], x[:, 3:]
         x, y = x.to(dev), labels.to(dev)
         with autocast:
-            feats = model.forward_features(x)
+            feats = features(x)
             out = model.forward_head(feats)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
         if tok:  # token labelling: patches mostly on the object must name the object's class too
