@@ -57,6 +57,13 @@ class Ctx:
     def analysis(self) -> explain.Analysis:
         return get_analysis(self.spec, self.sha, self.image_bytes)
 
+    def analysis_with_status(self) -> explain.Analysis:
+        """The analysis, inside a collapsed status box that then says how long it took and where."""
+        with st.status("Analysing the image…", expanded=False) as status:
+            a = self.analysis()
+            status.update(label=f"Analysed in {a.seconds * 1000:.0f} ms on {self.device}", state="complete")
+        return a
+
     def figures(self) -> explain.ModelFigures:
         return get_model_figures(self.spec)
 

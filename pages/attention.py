@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages._common import code_box, header, png_button, sidebar
-from vit_core import analysis, explain, figures, pagecalc_attn as pc
+from vit_core import analysis, attention_views, drawing, explain, figures
 
 PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
 
@@ -15,7 +15,7 @@ def rollout(spec: str, sha: str, fusion: str, discard: float, _a):
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def distances(spec: str, sha: str, renorm: bool, _a):
-    return pc.distances(_a, renorm)  # (L, h)
+    return attention_views.distances(_a, renorm)  # (L, h)
 
 
 ctx = sidebar()
@@ -37,12 +37,6 @@ def _clamp(key: str, lo, hi) -> None:
         del st.session_state[key]
 
 
-def _pick(prefix: int) -> None:
-    idx = figures.selected_point(st.session_state.get("att_pick"))
-    if idx is not None:
-        st.session_state["att_q"] = prefix + idx
-
-
 for key, lo, hi in (("att_layer", 1, L), ("att_q", 0, T - 1), ("att_roll", 1, L)):
     _clamp(key, lo, hi)
 head_opts = ["mean"] + [str(i) for i in range(1, h + 1)]
@@ -55,16 +49,16 @@ with st.container(border=True):
     d1, d2 = st.columns(2)
     cmap = d1.selectbox("Colour map", figures.CMAPS, key="att_cmap", bind="query-params")
     alpha = d2.slider("Opacity of the map", 0.0, 1.0, 0.6, 0.05, key="att_alpha", bind="query-params")
-big = pc.big(a.image)
+big = figures.upscale_to(a.image)
 
 if n == 0:
     st.info("This model has no [CLS] token (it averages the patch tokens), so the [CLS] maps and "
             "rollout are left out; click a patch below to see where it looks.")
 else:
     st.subheader(f"Where [CLS] looks: all {L} layers x {h} heads")
-    maps = pc.cls_maps(a)  # (L, h, gh, gw)
+    maps = attention_views.cls_maps(a)  # (L, h, gh, gw)
     tile = max(48, min(160, 900 // h))
-    mos = pc.labelled_mosaic(pc.overlay_tiles(a.image, maps, cmap, alpha, tile=tile))
+    mos = drawing.labelled_mosaic(drawing.overlay_tiles(a.image, maps, cmap, alpha, tile=tile))
     st.image(mos, width=int(min(1400, 680 * mos.shape[1] / mos.shape[0])))  # fits a 720p screen
     st.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
                "scaled to its own range, so compare shapes, not brightness, between tiles.")
@@ -77,25 +71,27 @@ head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if 
                     key="att_head", bind="query-params")
 query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, key="att_q",
                   bind="query-params")
-qmaps = pc.query_maps(a, layer, query)  # (h, gh, gw)
+qmaps = attention_views.query_maps(a, layer, query)  # (h, gh, gw)
 qmap = qmaps.mean(0) if head == "mean" else qmaps[int(head) - 1]
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(pc.legible(figures.patch_picker(a.image, a.grid, a.patch_size,
-                                                    query - n if query >= n else None, height=430)),
-                    key="att_pick", on_select=lambda: _pick(n), selection_mode="points", config=PLOTLY_PNG)
+    st.plotly_chart(figures.patch_picker(a.image, a.grid, a.patch_size, query - n if query >= n else None,
+                                         height=430),
+                    key="att_pick", selection_mode="points", config=PLOTLY_PNG,
+                    on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
 with right:
     qimg = figures.overlay(big, qmap, cmap, alpha)
     st.image(qimg, width="stretch")
     row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
     top = int(row[n:].argmax()) + n
-    st.markdown(f"**{pc.token_label(a, query)}** in layer {layer + 1}, "
+    st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
                f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "
-               f"({row[top]:.1%}) on {pc.token_label(a, top)}"
+               f"({row[top]:.1%}) on {attention_views.token_label(a, top)}"
                + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + ".")
     png_button(qimg, f"attention-L{layer + 1}-{head}-q{query}.png", key="att_dl_query")
-strip = pc.labelled_mosaic(pc.overlay_tiles(a.image, qmaps[None], cmap, alpha, tile=max(48, min(120, 900 // h))),
-                           row_names=[f"L{layer + 1}"])
+strip_tile = max(48, min(120, 900 // h))
+strip = drawing.labelled_mosaic(drawing.overlay_tiles(a.image, qmaps[None], cmap, alpha, tile=strip_tile),
+                                row_names=[f"L{layer + 1}"])
 st.image(strip, width=int(min(1400, 1.5 * strip.shape[1])),
          caption=f"The same query in every head of layer {layer + 1}.")
 
@@ -107,12 +103,13 @@ if n:
                 "information mix.")
     r1, r2, r3 = st.columns([2, 1, 1])
     upto = r1.slider("Rollout after layer", 1, L, L, key="att_roll", bind="query-params")
-    fusion = r2.selectbox("Head fusion", pc.FUSIONS, key="att_fusion", bind="query-params")
+    fusion = r2.selectbox("Head fusion", attention_views.FUSIONS, key="att_fusion", bind="query-params")
     discard = r3.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard", bind="query-params",
                         help="Zero this fraction of the weakest attention entries in each layer "
                              "(never the [CLS] row or column) before the rollout: less noise.")
     roll = rollout(ctx.spec, ctx.sha, fusion, float(discard), a)  # (L, T, T)
-    raw_img = figures.overlay(big, pc.fuse(pc.cls_maps(a)[upto - 1], fusion), cmap, alpha)
+    fused = attention_views.fuse(attention_views.cls_maps(a)[upto - 1], fusion)  # (gh, gw)
+    raw_img = figures.overlay(big, fused, cmap, alpha)
     roll_map = explain.patch_map(a, roll[upto - 1][0])
     roll_img = figures.overlay(big, roll_map, cmap, alpha)
     g1, g2 = st.columns(2)
@@ -126,13 +123,14 @@ if n:
         png_button(roll_img, f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
     st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "
                 f"input; the patches hold {roll_map.sum():.1%}, the most ({roll_map.max():.1%}) on "
-                f"{pc.token_label(a, int(roll_map.argmax()) + n)}.")
+                f"{attention_views.token_label(a, int(roll_map.argmax()) + n)}.")
 
 st.subheader("How far does each head look? (mean attention distance)")
 renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
                    key="att_renorm", bind="query-params")
 dist = distances(ctx.spec, ctx.sha, bool(renorm), a)  # (L, h)
-st.plotly_chart(pc.distance_figure(dist, f"Mean attention distance, this image ({a.image.shape[0]} px across)"),
+st.plotly_chart(figures.distance_scatter(dist, f"Mean attention distance, this image ({a.image.shape[0]} px "
+                                              "across)"),
                 key="att_dist", config=PLOTLY_PNG)
 st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
             f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "

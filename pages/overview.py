@@ -13,9 +13,7 @@ header("An image is worth 16x16 words",
        "every patch look at every other patch through **self-attention**. Below, your image goes through "
        "the model that is loaded right now; every number is computed live.")
 
-with st.status("Analysing the image…", expanded=False) as status:
-    a = ctx.analysis()
-    status.update(label=f"Analysed in {a.seconds * 1000:.0f} ms on {ctx.device}", state="complete")
+a = ctx.analysis_with_status()
 
 gh, gw = a.grid
 P = a.patch_size

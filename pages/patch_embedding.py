@@ -4,8 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._common import code_box, header, png_button, sidebar
-from vit_core import analysis, figures
-from vit_core import pagecalc_embed as pc
+from vit_core import analysis, drawing, embeddings, figures, preprocess
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 CHANNEL_COLOURS = ("#dc2626", "#16a34a", "#2563eb")
@@ -18,9 +17,7 @@ header("2 · Patch embedding",
        "then multiply by one learned matrix **E**, the same for every patch (Dosovitskiy et al., 2020, "
        "Eq. 1). Pick a patch and follow its numbers.")
 
-with st.status("Analysing the image…", expanded=False) as status:
-    a = ctx.analysis()
-    status.update(label=f"Analysed in {a.seconds * 1000:.0f} ms on {ctx.device}", state="complete")
+a = ctx.analysis_with_status()
 
 gh, gw = a.grid
 P = a.patch_size
@@ -48,26 +45,21 @@ if st.session_state.get(KEY, 0) > N - 1:
     st.session_state[KEY] = N - 1  # after switching to a model with fewer patches
 
 
-def _picked() -> None:
-    idx = figures.selected_point(st.session_state.get("emb_pick"))
-    if idx is not None and 0 <= idx < N:
-        st.session_state[KEY] = idx
-
-
 st.subheader("Step 1: pick a patch")
 left, right = st.columns([5, 6])
 with right:
-    i = st.slider("Patch (reading order)", 0, N - 1, value=pc.most_varied_patch(a.patches),
+    i = st.slider("Patch (reading order)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
                   key=KEY, bind="query-params", help="Or click a patch on the image.")
     r, c = divmod(i, gw)
-    tile = pc.patch_tiles(a.image, P)[i]  # (P, P, 3)
-    planes = pc.channel_planes(tile, tile_px=150)
+    tile = preprocess.patch_tiles(a.image, P)[i]  # (P, P, 3)
+    planes = drawing.channel_planes(tile, tile_px=150)
     st.markdown(f"**Patch {i}** (row {r}, column {c}) and its three colour planes, each {P} x {P} pixels:")
     st.image(planes, width="stretch")
     png_button(planes, f"patch-{i}-planes.png", key="emb_dl_planes")
 with left:
     picker = figures.patch_picker(a.image, a.grid, P, selected=i, height=430)
-    st.plotly_chart(picker, key="emb_pick", on_select=_picked, selection_mode="points", config=PNG)
+    st.plotly_chart(picker, key="emb_pick", selection_mode="points", config=PNG,
+                    on_select=lambda: figures.store_pick(st.session_state, "emb_pick", KEY, N))
     st.caption("Click a patch to select it.")
 
 # --- flatten -------------------------------------------------------------------------------------
@@ -82,7 +74,7 @@ fig.update_layout(font=figures.FONT, height=340, bargap=0, margin=dict(l=10, r=1
                   title=f"x_p for patch {i}: all red values, then green, then blue",
                   xaxis_title="position in the flattened vector", yaxis_title="normalised value",
                   legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
-st.plotly_chart(pc.legible(fig), key="emb_flat", config=PNG)
+st.plotly_chart(figures.legible(fig), key="emb_flat", config=PNG)
 st.caption(f"The order (channel, row, column) is the order of the weights in the convolution that "
            f"implements E. Values are after normalisation: from {x.min():.2f} to {x.max():.2f} here.")
 
@@ -93,7 +85,7 @@ fig = go.Figure(go.Bar(x=np.arange(D), y=e, marker_color="#7c3aed", marker_line_
 fig.update_layout(font=figures.FONT, height=320, bargap=0, margin=dict(l=10, r=10, t=50, b=10),
                   title=f"x_p E + b for patch {i}: its embedding", xaxis_title="embedding dimension",
                   yaxis_title="value")
-st.plotly_chart(pc.legible(fig), key="emb_vec", config=PNG)
+st.plotly_chart(figures.legible(fig), key="emb_vec", config=PNG)
 
 diff = a.conv_unfold_diff
 verdict = "equal up to float rounding" if diff < 1e-4 else "larger than float rounding: please report this"
@@ -110,7 +102,7 @@ hm = figures.heatmap(a.patch_embed, title=f"Patch embeddings of your image (row 
                      colorscale="RdBu_r", xlabel="embedding dimension", ylabel="patch", height=460,
                      zmin=-lim, zmax=lim)
 hm.add_shape(type="rect", x0=-0.5, x1=D - 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="black", width=3))
-st.plotly_chart(pc.legible(hm), key="emb_matrix", config=PNG)
+st.plotly_chart(hm, key="emb_matrix", config=PNG)
 st.caption(f"One row per patch, one column per dimension. The colour scale is clipped at ±{lim:.2f} "
            "(the 99th percentile) so that a few large values do not wash out the rest.")
 
@@ -118,7 +110,7 @@ st.caption(f"One row per patch, one column per dimension. The colour scale is cl
 st.subheader("Step 5: what E has learned")
 mf = ctx.figures()
 k = len(mf.filter_pcs_var)
-mos = pc.pcs_mosaic(mf.filter_pcs, cols=7, tile_px=96, var=mf.filter_pcs_var)
+mos = drawing.pcs_mosaic(mf.filter_pcs, cols=7, tile_px=96, var=mf.filter_pcs_var)
 st.markdown(
     f"Each of the {D} rows of E is a little {P} x {P} colour filter. Treating them as {D} samples and taking "
     f"their principal components gives the {k} patterns along which the filters differ most (paper Fig. 7, "
@@ -131,7 +123,7 @@ png_button(mos, "filter-principal-components.png", key="emb_dl_pcs")
 
 # --- CLS and positions ---------------------------------------------------------------------------
 st.subheader("Step 6: add [CLS] and the position embeddings")
-parts = pc.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
+parts = embeddings.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
 prefix = parts["prefix"]
 s1, s2, s3 = st.columns(3)
 s1.metric("Patch embeddings", f"{N} x {D}")
@@ -161,7 +153,7 @@ line.update_layout(font=figures.FONT, height=340, margin=dict(l=10, r=10, t=50, 
                    title="Vector sizes (norms) for every patch", xaxis_title="patch",
                    yaxis_title="norm", legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
                                                    yanchor="bottom"))
-st.plotly_chart(pc.legible(line), key="emb_norms", config=PNG)
+st.plotly_chart(figures.legible(line), key="emb_norms", config=PNG)
 extra = ""
 if parts["cls_norm"] is not None:
     extra = f" The [CLS] vector has norm {parts['cls_norm']:.2f}" + (
@@ -172,4 +164,4 @@ check = ("" if parts["rebuild_diff"] is None else
 st.caption(f"On average over the patches the image part has norm {pn.mean():.2f} and the position part "
            f"{qn.mean():.2f}.{extra}{check} The next page looks at what the position embeddings learned.")
 
-code_box(analysis.conv_vs_unfold, analysis.patch_embed_pcs, pc.embedding_parts)
+code_box(analysis.conv_vs_unfold, analysis.patch_embed_pcs, embeddings.embedding_parts)

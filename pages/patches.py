@@ -5,8 +5,7 @@ import streamlit as st
 from PIL import Image
 
 from pages._common import code_box, header, png_button, sidebar
-from vit_core import figures, images
-from vit_core import pagecalc_embed as pc
+from vit_core import drawing, figures, images, preprocess
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -16,9 +15,7 @@ header("1 · Patches",
        "square **patches** of P x P pixels and reads them like words, left to right, top to bottom. "
        "This page does exactly that with your image and the model that is loaded now.")
 
-with st.status("Analysing the image…", expanded=False) as status:
-    a = ctx.analysis()
-    status.update(label=f"Analysed in {a.seconds * 1000:.0f} ms on {ctx.device}", state="complete")
+a = ctx.analysis_with_status()
 
 gh, gw = a.grid
 P = a.patch_size
@@ -31,16 +28,16 @@ C = cfg.in_chans
 # --- 1. preprocessing ----------------------------------------------------------------------------
 st.subheader("Step 1: the model's view of your image")
 original = images.load_image(ctx.image_bytes)
-plan = pc.preprocess_plan(ctx.loaded.transform, original.width, original.height, ctx.loaded.data_config)
+plan = preprocess.preprocess_plan(ctx.loaded.transform, original.width, original.height, ctx.loaded.data_config)
 thumb = original.convert("RGB")
 thumb.thumbnail((900, 900))
 if thumb.width < 480:  # tiny originals: enlarge crisply so both pictures show the same pixels
     f = -(-480 // thumb.width)
     thumb = thumb.resize((thumb.width * f, thumb.height * f), Image.NEAREST)
 shrink = thumb.width / original.width
-whole = plan.crop_box is not None and pc.keeps_everything(plan.crop_box, original.width, original.height)
+whole = plan.crop_box is not None and preprocess.keeps_everything(plan.crop_box, original.width, original.height)
 box = None if plan.crop_box is None or whole else tuple(v * shrink for v in plan.crop_box)
-orig_view = pc.draw_box(np.asarray(thumb), box, width=max(3, thumb.width // 150))
+orig_view = drawing.draw_box(np.asarray(thumb), box, width=max(3, thumb.width // 150))
 
 left, right = st.columns(2)
 with left:
@@ -51,7 +48,7 @@ with left:
     png_button(orig_view, "original-with-crop.png", key="patches_dl_orig")
 with right:
     st.markdown(f"**What the model sees**: {W} x {H} pixels, cut into {gh} x {gw} patches")
-    model_view = pc.grid_overlay(a.image, P, target=640)
+    model_view = drawing.grid_overlay(a.image, P, target=640)
     st.image(model_view, width="stretch")
     png_button(model_view, "model-view.png", key="patches_dl_view")
 
@@ -70,7 +67,7 @@ st.markdown(f"Normalising subtracts the mean **({mean_s})** and divides by the s
 st.subheader(f"Step 2: {N} patches, read like words")
 count = min(N, 2 * gw, 23)
 scale = max(1, 720 // max(H, W))
-numbered = pc.numbered_grid(a.image, P, scale, highlight_first=count)
+numbered = drawing.numbered_grid(a.image, P, scale, highlight_first=count)
 left, right = st.columns([3, 2])
 with left:
     st.image(numbered, width="stretch")
@@ -82,8 +79,8 @@ with right:
                 + (", and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
                    "will carry the answer." if prefix else
                    ". This model has no [CLS] token: it averages the patch tokens at the end."))
-seq = pc.token_sequence(a.image, P, count, cols=-(-(count + int(prefix > 0)) // 2), tile_px=80,
-                        with_cls=prefix > 0)
+seq = drawing.token_sequence(a.image, P, count, cols=-(-(count + int(prefix > 0)) // 2), tile_px=80,
+                             with_cls=prefix > 0)
 st.image(seq, width="stretch")
 st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"
            + (", with [CLS] in front. " if prefix else ". ") +
@@ -95,7 +92,7 @@ if prefix > 1:
 
 # --- 3. patch size what-if -------------------------------------------------------------------------
 st.subheader(f"Step 3: why {P} x {P}? Try other patch sizes")
-options = pc.patch_size_options(H, W, lo=2)
+options = preprocess.patch_size_options(H, W, lo=2)
 if P not in options:
     options = sorted(set(options) | {P})
 if st.session_state.get("patches_p") not in (None, *options):
@@ -104,8 +101,8 @@ choice = st.select_slider("Patch size P (pixels)", options=options, value=P, key
                           bind="query-params",
                           help="Only the model's own patch size runs through the network; the others "
                                "show what the token count and the attention cost would be.")
-cur = pc.token_counts(H, W, choice, prefix)
-ref = pc.token_counts(H, W, P, prefix)
+cur = preprocess.token_counts(H, W, choice, prefix)
+ref = preprocess.token_counts(H, W, P, prefix)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Grid", f"{cur['gh']} x {cur['gw']}")
 m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model",
@@ -119,12 +116,12 @@ st.caption(f"Each patch holds {C} x {choice} x {choice} = {C * choice * choice:,
 
 left, right = st.columns([5, 6])
 with left:
-    what_if = pc.grid_overlay(a.image, choice, target=640)
+    what_if = drawing.grid_overlay(a.image, choice, target=640)
     st.image(what_if, width="stretch")
     st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
     png_button(what_if, f"grid-P{choice}.png", key="patches_dl_whatif")
 with right:
-    curve = pc.cost_curve(H, W, prefix, options)
+    curve = preprocess.cost_curve(H, W, prefix, options)
     fig = go.Figure(go.Scatter(x=curve["patch"], y=curve["T2"], mode="lines+markers", name="T²",
                                line=dict(width=3, color="#1d4ed8"), marker=dict(size=10),
                                customdata=np.stack([curve["N"], curve["T"]], 1),
@@ -139,12 +136,13 @@ with right:
                                  hoverinfo="skip"))
     fig.update_layout(font=figures.FONT, height=440, showlegend=False, margin=dict(l=10, r=10, t=50, b=10),
                       title="Attention cost per head and layer",
-                      xaxis=dict(title="patch size P (pixels, log scale)", type="log", tickvals=pc.log_ticks(options, P)),
+                      xaxis=dict(title="patch size P (pixels, log scale)", type="log",
+                                 tickvals=figures.log_ticks(options, P)),
                       yaxis=dict(title="T² scores (log scale)", type="log", dtick=1, tickformat="~s"))
-    pc.legible(fig)
+    figures.legible(fig)
     st.plotly_chart(fig, key="patches_cost", config={"toImageButtonOptions": {"format": "png", "scale": 2}})
 
-one = pc.token_counts(H, W, 1, prefix)
+one = preprocess.token_counts(H, W, 1, prefix)
 st.markdown(
     f"Halving P makes **4x** as many patches, and the attention matrix (T x T) grows about **16x**. "
     f"At the other extreme, every pixel as a token (P = 1) would give T = {one['T']:,} and "
@@ -152,4 +150,4 @@ st.markdown(
     "to keep the sequence short, small enough to keep detail. The paper's models use P = 14, 16 or 32 "
     "(ViT-H/14, ViT-B/16, ViT-B/32): smaller patches cost more compute but are more accurate.")
 
-code_box(pc.preprocess_plan, pc.token_counts, pc.patch_tiles)
+code_box(preprocess.preprocess_plan, preprocess.token_counts, preprocess.patch_tiles)

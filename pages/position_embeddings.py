@@ -6,8 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._common import code_box, header, png_button, sidebar
-from vit_core import analysis, figures
-from vit_core import pagecalc_embed as pc
+from vit_core import analysis, drawing, embeddings, figures
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 CMAP, PLOTLY_SCALE = "RdBu_r", "RdBu_r"
@@ -33,12 +32,6 @@ if st.session_state.get(KEY, 0) > N - 1:
     st.session_state[KEY] = N - 1  # after switching to a model with fewer positions
 
 
-def _picked() -> None:
-    idx = figures.selected_point(st.session_state.get("pos_pick"))
-    if idx is not None and 0 <= idx < N:
-        st.session_state[KEY] = idx
-
-
 st.subheader("Each position compared with every other")
 st.markdown(f"Tile *i* shows the cosine similarity between the embedding of position *i* and those of all "
             f"{N} positions, laid out on the {gh} x {gw} grid. The tiles themselves sit where their "
@@ -56,16 +49,17 @@ with opt1:
 r, c = divmod(i, gw)
 
 tile_px = max(24, min(64, 840 // max(gh, gw)))
-mosaic, pitch = pc.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px)
-bar = pc.colorbar_image(CMAP, -1, 1, width=mosaic.shape[1], label="cosine similarity") if shared else \
-    pc.colorbar_image(CMAP, 0, 1, width=mosaic.shape[1], label="each tile: its lowest (0) to its highest (1)")
+mosaic, pitch = drawing.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px)
+bar = drawing.colorbar_image(CMAP, -1, 1, width=mosaic.shape[1], label="cosine similarity") if shared else \
+    drawing.colorbar_image(CMAP, 0, 1, width=mosaic.shape[1], label="each tile: its lowest (0) to its highest (1)")
 left, right = st.columns(2)
 with left:
     height = 470
-    picker = pc.mosaic_picker(mosaic, (gh, gw), pitch, selected=i, height=height)
-    st.plotly_chart(picker, key="pos_pick", on_select=_picked, selection_mode="points", config=PNG)
+    picker = figures.mosaic_picker(mosaic, (gh, gw), pitch, selected=i, height=height)
+    st.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PNG,
+                    on_select=lambda: figures.store_pick(st.session_state, "pos_pick", KEY, N))
     st.image(bar, width="stretch")
-    marked, _ = pc.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px, highlight=i)
+    marked, _ = drawing.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px, highlight=i)
     full = np.concatenate([marked, np.full((12, mosaic.shape[1], 3), 255, np.uint8), bar])
     png_button(full, "position-similarity-grid.png", key="pos_dl_grid")
 with right:
@@ -80,12 +74,12 @@ with right:
                       title=f"Position {i} (row {r}, column {c})")
     big.update_yaxes(autorange="reversed", scaleanchor="x", title="row", constrain="domain")
     big.update_xaxes(title="column", constrain="domain")
-    st.plotly_chart(pc.legible(big), key="pos_big", config=PNG)
+    st.plotly_chart(figures.legible(big), key="pos_big", config=PNG)
 
 # --- what the numbers say ------------------------------------------------------------------------
 st.subheader("Learned 1-D, found 2-D")
-nf = pc.neighbour_vs_far(sim, far=5)
-rc = pc.row_column_similarity(sim)
+nf = embeddings.neighbour_vs_far(sim, far=5)
+rc = embeddings.row_column_similarity(sim)
 
 
 def fmt(v: float) -> str:
@@ -119,20 +113,20 @@ st.markdown("Nothing in the architecture asks for this: the model only ever adds
             "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
             "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
 
-dist, means = pc.similarity_by_distance(sim)
+dist, means = embeddings.similarity_by_distance(sim)
 dfig = go.Figure(go.Scatter(x=dist, y=means, mode="markers", marker=dict(size=12, color="#0d9488"),
                             hovertemplate="distance %{x} cells<br>mean cos %{y:.3f}<extra></extra>"))
 dfig.update_layout(font=figures.FONT, height=360, margin=dict(l=10, r=10, t=50, b=10),
                    title="Mean similarity against distance on the grid", xaxis_title="distance (grid cells)",
                    yaxis_title="mean cosine similarity")
-st.plotly_chart(pc.legible(dfig), key="pos_dist", config=PNG)
+st.plotly_chart(figures.legible(dfig), key="pos_dist", config=PNG)
 st.caption("One dot per distance: the mean similarity of all pairs of positions that far apart. Pairs in "
            "the same row or column sit at whole-number distances, which is why those dots can stand out.")
 
 # --- resizing --------------------------------------------------------------------------------------
 st.subheader("A different input size")
 img_size = cfg.img_size
-sizes = pc.input_size_options(img_size, P)
+sizes = embeddings.input_size_options(img_size, P)
 if st.session_state.get("pos_size") not in (None, *sizes):
     st.session_state["pos_size"] = img_size
 default_size = min(sizes, key=lambda v: abs(v - 1.5 * img_size))
@@ -141,9 +135,9 @@ size = st.select_slider("Input size (pixels per side)", options=sizes, value=def
                         help="The model has one embedding per position of its training grid. A larger image "
                              "has more patches, so the embeddings are resampled to the new grid.")
 ng = (size // P, size // P)
-new_sim = pc.resized_similarity(model, ng)
-j = pc.map_patch(i, (gh, gw), ng)
-new_nf = pc.neighbour_vs_far(new_sim, far=5)
+new_sim = embeddings.resized_similarity(model, ng)
+j = embeddings.map_patch(i, (gh, gw), ng)
+new_nf = embeddings.neighbour_vs_far(new_sim, far=5)
 if ng == (gh, gw):
     st.markdown(f"{size} x {size} pixels is the size this model was trained at: its {N} position embeddings are "
                 "used as they are. Move the slider to see what a smaller or larger input would get.")
@@ -165,9 +159,10 @@ for col, m, title, (rr, cc), g in (
     f.update_layout(font=figures.FONT, height=440, margin=dict(l=10, r=10, t=50, b=10), title=title)
     f.update_yaxes(autorange="reversed", scaleanchor="x", title="row", constrain="domain")
     f.update_xaxes(title="column", constrain="domain")
-    col.plotly_chart(pc.legible(f), key=f"pos_resize_{'a' if col is left else 'b'}", config=PNG)
+    col.plotly_chart(figures.legible(f), key=f"pos_resize_{'a' if col is left else 'b'}", config=PNG)
 st.caption(f"The resampled position {j} sits where position {i} was. Neighbours vs 5+ cells apart after "
            f"resampling: {fmt(new_nf['near'])} vs {fmt(new_nf['far'])} (trained grid: {fmt(nf['near'])} vs "
            f"{fmt(nf['far'])}).")
 
-code_box(analysis.patch_pos_embed, analysis.position_similarity, pc.neighbour_vs_far, pc.resized_similarity)
+code_box(analysis.patch_pos_embed, analysis.position_similarity, embeddings.neighbour_vs_far,
+         embeddings.resized_similarity)

@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from pages._common import code_box, get_model, header, png_button, sidebar
-from vit_core import analysis, explain, figures, images, pagecalc_attn as pc
+from vit_core import analysis, attention_views, explain, figures, images
 
 PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
 
@@ -45,7 +45,7 @@ else:
     left, right = st.columns([3, 2])
     with left:
         bars = figures.bar_chart([t[0] for t in top], np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes")
-        st.plotly_chart(pc.legible(bars), key="pred_top", config=PLOTLY_PNG)
+        st.plotly_chart(bars, key="pred_top", config=PLOTLY_PNG)
     with right:
         st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off", delta_arrow="off")
         if k > 1:
@@ -57,17 +57,17 @@ else:
                 "stopped there (the *logit lens*, nostalgebraist 2020). Early blocks are often unsure; the "
                 "answer firms up with depth.")
     show = order[: max(k, 2) if C > 1 else 1]
-    z, cls_names = pc.lens_table(a, names, show)
+    z, cls_names = attention_views.lens_table(a, names, show)
     fig = figures.heatmap(z, x=cls_names, y=[f"block {i}" for i in range(1, L + 1)], colorscale="Viridis",
                           title="Probability of the top classes after each block", zmin=0, zmax=1,
                           height=max(360, 90 + 42 * L))
     fig.update_traces(texttemplate="%{z:.0%}")
-    st.plotly_chart(pc.legible(fig), key="pred_lens", config=PLOTLY_PNG)
-    best, best_p = pc.lens_top(a)
+    st.plotly_chart(fig, key="pred_lens", config=PLOTLY_PNG)
+    best, best_p = attention_views.lens_top(a)
     st.markdown("Top class after each block: " + " · ".join(
         f"{i + 1}: **{name(int(c))}** {p:.0%}" for i, (c, p) in enumerate(zip(best, best_p))))
     st.success(f"Check: after the last block the lens gives exactly the model's output "
-               f"(max difference {pc.lens_vs_output(a):.1e}).")
+               f"(max difference {attention_views.lens_vs_output(a):.1e}).")
 
     st.subheader("Which patches speak for a class? (Chefer et al., 2021)")
 if C and n == 0:
@@ -87,7 +87,7 @@ elif C:
     c1 = s2.selectbox("Class A", opts, int(order[0]), format_func=name, key="pred_c1", bind="query-params")
     c2 = s3.selectbox("Class B", opts, int(order[min(1, C - 1)]), format_func=name, key="pred_c2",
                       bind="query-params")
-    big = pc.big(a.image)
+    big = figures.upscale_to(a.image)
     g0, g1, g2 = st.columns(3)
     roll = figures.overlay(big, explain.patch_map(a, a.rollout[-1][0]), cmap, 0.6) if n else None
     with g0:

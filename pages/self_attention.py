@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages._common import code_box, header, png_button, sidebar
-from vit_core import explain, figures, pagecalc_attn as pc
+from vit_core import attention_views, explain, figures, preprocess
 from vit_core.model import Attention
 
 ctx = sidebar()
@@ -25,12 +25,6 @@ def _clamp(key: str, hi: int) -> None:
         del st.session_state[key]
 
 
-def _pick(prefix: int) -> None:
-    idx = figures.selected_point(st.session_state.get("sa_pick"))
-    if idx is not None:
-        st.session_state["sa_q"] = prefix + idx
-
-
 def _cls() -> None:
     st.session_state["sa_q"] = 0
 
@@ -41,41 +35,43 @@ c1, c2, c3 = st.columns([1, 1, 2])
 layer = c1.slider("Layer", 1, L, key="sa_layer", bind="query-params") - 1
 head = c2.slider("Head", 1, h, key="sa_head", bind="query-params") - 1
 query = c3.slider("Query token (0 = [CLS]; or click a patch)", 0, T - 1, key="sa_q", bind="query-params")
-s = pc.attention_step(a, layer, head, query)
+s = attention_views.attention_step(a, layer, head, query)
 
 st.latex(r"\text{score}_j = \frac{q \cdot k_j}{\sqrt{d}}, \qquad "
          r"w_j = \frac{e^{\text{score}_j}}{\sum_i e^{\text{score}_i}}, \qquad "
          r"\text{out} = \sum_j w_j\, v_j")
 left, right = st.columns([1, 1])
 with left:
-    st.plotly_chart(pc.legible(figures.patch_picker(a.image, a.grid, a.patch_size,
-                                                    query - n if query >= n else None, height=420)),
-                    key="sa_pick", on_select=lambda: _pick(n), selection_mode="points",
-                    config={"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False})
+    st.plotly_chart(figures.patch_picker(a.image, a.grid, a.patch_size, query - n if query >= n else None,
+                                         height=420),
+                    key="sa_pick", selection_mode="points",
+                    config={"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False},
+                    on_select=lambda: figures.store_pick(st.session_state, "sa_pick", "sa_q", T - n, n))
     if n:
         st.button("Use [CLS] as the query", on_click=_cls, key="sa_cls")
 with right:
-    st.markdown(f"#### Query: **{pc.token_label(a, query)}** · layer {layer + 1} · head {head + 1}")
+    st.markdown(f"#### Query: **{attention_views.token_label(a, query)}** · layer {layer + 1} · "
+                f"head {head + 1}")
     st.markdown(f"This head works in **d = {hd}** dimensions. The query is compared with all **T = {T}** "
                 f"tokens ({n} prefix + {T - n} patches), so this head scores **{T * T:,}** pairs "
                 "in this layer.")
     m1, m2, m3 = st.columns(3)
-    m1.metric("Highest score", f"{s.scores.max():.2f}", help=pc.token_label(a, s.best_key))
+    m1.metric("Highest score", f"{s.scores.max():.2f}", help=attention_views.token_label(a, s.best_key))
     m2.metric("Its weight", f"{s.weights.max():.1%}")
     m3.metric("Weights sum to", f"{s.weights.sum():.4f}")
-    st.caption(f"Highest-scoring key: {pc.token_label(a, s.best_key)}.")
+    st.caption(f"Highest-scoring key: {attention_views.token_label(a, s.best_key)}.")
 
 st.subheader("1 · The query and a key")
-best = pc.token_label(a, s.best_key)
-st.plotly_chart(pc.vector_bars({"q (query)": s.q, f"k of {best}": s.k[s.best_key]},
-                               f"q and the key it matches best ({hd} numbers each)"),
+best = attention_views.token_label(a, s.best_key)
+st.plotly_chart(figures.vector_bars({"q (query)": s.q, f"k of {best}": s.k[s.best_key]},
+                                    f"q and the key it matches best ({hd} numbers each)"),
                 key="sa_qk", config={"toImageButtonOptions": {"format": "png", "scale": 2}})
 st.markdown(f"Multiply the two vectors number by number and add up: q · k = "
             f"**{s.scores[s.best_key] * hd ** 0.5:.2f}**; divided by √{hd} = {hd ** 0.5:.2f} this is the "
             f"score **{s.scores[s.best_key]:.2f}**. The same is done for every one of the {T} keys.")
 
 st.subheader("2 · Scores and 3 · softmax, over the image")
-big = pc.big(a.image)
+big = figures.upscale_to(a.image)
 score_img = figures.overlay(big, explain.patch_map(a, s.scores), "viridis", 0.65)
 weight_img = figures.overlay(big, explain.patch_map(a, s.weights.astype("float32")), "inferno", 0.65)
 g1, g2 = st.columns(2)
@@ -97,8 +93,8 @@ st.success(f"Check: these softmax weights, recomputed here from q and k, match t
            f"**{s.softmax_diff:.1e}** (max difference).")
 
 st.subheader("4 · The weighted sum of the values")
-st.plotly_chart(pc.vector_bars({"Σ wⱼ vⱼ (recomputed here)": s.out, "attn @ v (the model's)": s.out_ref},
-                               f"What this head sends back to {pc.token_label(a, query)}"),
+st.plotly_chart(figures.vector_bars({"Σ wⱼ vⱼ (recomputed here)": s.out, "attn @ v (the model's)": s.out_ref},
+                                    f"What this head sends back to {attention_views.token_label(a, query)}"),
                 key="sa_out", config={"toImageButtonOptions": {"format": "png", "scale": 2}})
 st.markdown(f"Max difference between the two: **{s.out_diff:.1e}**. The {h} heads' outputs "
             f"({h} x {hd} = {h * hd} numbers) are concatenated and mixed by one linear layer; "
@@ -112,7 +108,7 @@ size = k1.number_input("Image size (pixels per side)", 16, 2048, 224, step=16, k
 patch = k2.number_input("Patch size", 1, 64, 16, key="sa_patch", bind="query-params")
 if size % patch:
     st.warning(f"{patch} does not divide {size}: the last {size % patch} pixels of each side are cropped.")
-cost = pc.token_cost(int(size), int(patch))
+cost = preprocess.token_cost(int(size), int(patch))
 r1, r2, r3 = st.columns(3)
 r1.metric("Tokens T (patches + [CLS])", f"{cost.tokens:,}")
 r2.metric("Attention entries T²", f"{cost.entries:,}")
@@ -122,4 +118,4 @@ st.markdown(f"Treating every pixel value as a token would mean {cost.pixel_token
             f"{patch}x{patch} patches, {cost.pixel_entries * 4 / 1e9:,.1f} GB in float32 for one head of one "
             f"layer. This model: T = {T}, so {T * T:,} entries per head, x {h} heads x {L} layers "
             f"= {T * T * h * L:,} per image.")
-code_box(Attention.explicit, pc.attention_step, pc.token_cost)
+code_box(Attention.explicit, attention_views.attention_step, preprocess.token_cost)

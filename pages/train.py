@@ -16,7 +16,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pages._common import USER_MODELS, code_box, header, sidebar
 from vit_core import cnn, figures, jobs
-from vit_core import pagecalc_embed as pc
+from vit_core import drawing
 from vit_core import train as T
 from vit_core.datasets import vision, zipdata
 from vit_core.model import ViTConfig
@@ -39,8 +39,7 @@ LAYOUTS = {
     "bundled": ("Bundled model's layout · 224 px, 16 px patches (14×14)", _D),
     "custom": ("Custom", None),
 }
-SHAPES_SETS = {0: "Fresh images every step (unlimited data)", 1000: "A fixed set of 1,000",
-               4000: "A fixed set of 4,000", 10000: "A fixed set of 10,000", 20000: "A fixed set of 20,000"}
+SHAPES_SETS = (0, 1000, 10_000, 20_000)  # 0 = fresh images every step; the preset's own size is added
 LRS = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
 COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
 MAX_DOWNLOAD_MB = 200
@@ -95,16 +94,17 @@ shapes_set = 0
 base = PRESETS["shapes-demo"] if st.session_state.get("tr_layout") == "bundled" else PRESETS["shapes-quick"]
 if data_key == "shapes":
     c1, c2 = st.columns([2, 3])
-    sets = list(SHAPES_SETS)
+    sets = sorted({*SHAPES_SETS, base.train_size or 0})
     shapes_set = c1.selectbox("Training images", sets, index=sets.index(base.train_size or 0),
-                              format_func=SHAPES_SETS.get, key="tr_shapes_set", disabled=busy)
+                              format_func=lambda n: f"A fixed set of {n:,}" if n else
+                              "Fresh images every step (unlimited data)", key="tr_shapes_set", disabled=busy)
     c2.caption("Ten outline classes (circle, star, heart…) at random positions, sizes, colours and "
                "backgrounds, rendered on the fly"
                + (" (small models get an easier variant: class-specific fill stripes, little clutter)"
                   if base.data_options.get("fill_texture", 0) >= 1 else "")
                + ". With *fresh images* the model never sees the same picture twice; a fixed set can be "
                "over-fitted.")
-    full_size = shapes_set or 4000
+    full_size = shapes_set or base.train_size or 4000
 elif data_key in vision.DATASETS:
     spec = vision.DATASETS[data_key]
     cached, online = dataset_state(data_key)
@@ -164,7 +164,7 @@ layout = lc.selectbox("Layout", list(LAYOUTS), index=1, format_func=lambda k: LA
 if layout == "custom":
     c = st.columns(6)
     img = c[0].selectbox("Image size", [32, 48, 64, 96, 128, 224], index=1, key="tr_img", disabled=busy)
-    patches = [p for p in pc.divisors_between(img, 2, 32) if img // p >= 2]
+    patches = [p for p in range(2, 33) if img % p == 0 and img // p >= 2]
     patch = c[1].selectbox("Patch size", patches, index=patches.index(8) if 8 in patches else 0, key="tr_patch",
                            disabled=busy)
     width = c[2].selectbox("Width D", [32, 48, 64, 96, 128, 192, 256, 384, 512, 768], index=2, key="tr_width",
@@ -210,7 +210,7 @@ evals = c[4].number_input("Eval every (steps)", 5, 5000, 100 if cuda else 25, 5,
                           help="Validation accuracy and a 'watch it learn' snapshot each time.")
 c = st.columns([1, 2, 2])
 budget_kind = c[0].radio("Budget", ["Seconds", "Epochs"], key="tr_budget", disabled=busy)
-epoch_n = full_size if (data_key != "shapes" or shapes_set) else 4000
+epoch_n = int(round(full_size * 0.8)) if data_key == "zip" and full_size else full_size
 if budget_kind == "Seconds":
     seconds = c[1].slider("Time budget (s)", 5, 900, 60, 5, key="tr_seconds", disabled=busy)
     max_steps = None
@@ -219,7 +219,7 @@ else:
     seconds = None
     max_steps = max(1, math.ceil(epochs * (epoch_n or 1) / batch))
     c[1].caption(f"= {max_steps:,} steps of {batch}" + ("" if data_key != "shapes" or shapes_set
-                                                         else " (fresh data: an epoch is counted as 4,000 images)"))
+                                                         else f" (fresh data: an epoch is counted as {epoch_n:,} images)"))
 aug_default = base.augment and data_key != "mnist"
 augment = c[2].toggle("Augmentation", value=aug_default, key="tr_aug", disabled=busy,
                       help="Random shifts and horizontal flips. Fine for Shapes, CIFAR-10 and clothes; digits "
@@ -258,7 +258,7 @@ def start(kind: str) -> None:
     elif kind == "compare":
         plan = jobs.plan_compare(cfg, **common)
     else:
-        full = full_size if data_key != "shapes" or shapes_set else 4000
+        full = full_size
         if data_key == "zip":
             full = int(round(full * 0.8))
         plan = jobs.plan_data_size(dataclasses.replace(cfg, vit=cfg.vit, train_size=full), full, **common)
@@ -278,7 +278,7 @@ if b[1].button("ViT vs CNN", key="tr_cmp", disabled=not can, icon=":material/com
                help="The ViT, then a CNN of similar parameter count on the same data, each for half the budget."):
     clicked = "compare"
 if b[2].button("Data size: 10% vs 100%", key="tr_size", disabled=not can, icon=":material/database:",
-               help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 4000:,} images), "
+               help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 0:,} images), "
                     "each for a quarter of the budget: which one suffers more from less data?"):
     clicked = "data-size"
 if b[3].button("Stop", key="tr_stop", disabled=not busy, icon=":material/stop:"):
@@ -392,7 +392,7 @@ def watch_it_learn(job: jobs.Job) -> None:
                          + (f" (validation accuracy {acc:.0%})" if acc is not None else "")
                          + ": where [CLS] gathers information from.")
     with right:
-        mosaic, _ = pc.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)
+        mosaic, _ = drawing.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)
         st.image(mosaic, width="stretch",
                  caption="Position embeddings: tile i shows how similar position i is to every other position "
                          "(red = similar). At step 0 it is noise; training discovers rows, columns and "

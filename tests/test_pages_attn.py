@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,29 +15,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pages import _common
-from vit_core import analysis, explain, images, pagecalc_attn as pc
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=90)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def shown(at: AppTest):
-    """The Analysis and model the page showed (same cache entry: same model, same image bytes)."""
-    spec, name = at.selectbox(key="model").value, at.selectbox(key="sample").value
-    data = (_common.SAMPLES / name).read_bytes()
-    return _common.get_analysis(spec, images.image_sha256(data), data), _common.get_model(spec)
+from test_pages_embed import rerun, run, shown  # the AppTest helpers both page suites share
+from vit_core import analysis, attention_views, explain
 
 
 def text(at: AppTest) -> str:
@@ -62,7 +40,7 @@ def test_self_attention_numbers_and_widgets():
     assert number(r"within \*\*([0-9.e+-]+)\*\*", at.success[0].value) < 1e-5
     assert number(r"two: \*\*([0-9.e+-]+)\*\*", text(at)) < 1e-5
     assert "Query: **[CLS]** · layer 1 · head 1" in text(at)
-    s = pc.attention_step(a, 0, 0, 0)
+    s = attention_views.attention_step(a, 0, 0, 0)
     assert at.metric[0].value == f"{s.scores.max():.2f}"
     assert f"T = {T}" in text(at)
 
@@ -71,7 +49,7 @@ def test_self_attention_numbers_and_widgets():
     at.slider(key="sa_head").set_value(head + 1)
     at.slider(key="sa_q").set_value(query)
     rerun(at)
-    s2 = pc.attention_step(a, layer, head, query)
+    s2 = attention_views.attention_step(a, layer, head, query)
     assert f"Query: **patch {a.grid[1] + 1} (row 2, col 2)** · layer {a.depth} · head {a.num_heads}" in text(at)
     assert at.metric[0].value == f"{s2.scores.max():.2f}" and s2.softmax_diff < 1e-5
     assert f"attn[layer {a.depth}, head {a.num_heads}, query {query}]" in at.success[0].value
@@ -141,7 +119,7 @@ def test_attention_query_layer_head():
     assert second.startswith("**[CLS]** in layer 1, head 1") and second != first
     row = a.attn[0, 0, 0]
     top = int(row[n:].argmax()) + n
-    assert f"({row[top]:.1%}) on {pc.token_label(a, top)}" in second
+    assert f"({row[top]:.1%}) on {attention_views.token_label(a, top)}" in second
 
 
 # --- 6 · Prediction --------------------------------------------------------------------------

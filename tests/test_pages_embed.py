@@ -15,8 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pages import _common
-from vit_core import explain, images, loading
-from vit_core import pagecalc_embed as pc
+from vit_core import embeddings, explain, images, loading, preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +142,7 @@ def test_position_embeddings_numbers_and_widgets():
     _, loaded = shown(at)
     model = loaded.model
     sim = explain.model_figures(model).pos_similarity
-    nf = pc.neighbour_vs_far(sim, far=5)
+    nf = embeddings.neighbour_vs_far(sim, far=5)
     N, gh, gw = sim.shape
 
     def two(v):  # as the page prints it
@@ -159,7 +158,7 @@ def test_position_embeddings_numbers_and_widgets():
     rerun(at.slider(key="pos_patch").set_value(0))
     size = at.select_slider(key="pos_size").value
     g = size // model.cfg.patch_size
-    j = pc.map_patch(0, (gh, gw), (g, g))
+    j = embeddings.map_patch(0, (gh, gw), (g, g))
     assert f"The resampled position {j} sits where position 0 was." in text(at)
     rerun(at.slider(key="pos_patch").set_value(N - 1))
     assert f"where position {N - 1} was." in text(at)
@@ -168,26 +167,26 @@ def test_position_embeddings_numbers_and_widgets():
     assert "is the size this model was trained at" in text(at)
     bigger = max(int(o) for o in at.select_slider(key="pos_size").options)
     rerun(at.select_slider(key="pos_size").set_value(bigger))
-    new = pc.resized_similarity(model, (bigger // model.cfg.patch_size,) * 2)
+    new = embeddings.resized_similarity(model, (bigger // model.cfg.patch_size,) * 2)
     assert f"{(bigger // model.cfg.patch_size) ** 2} patches instead of {N}" in text(at)
-    assert two(pc.neighbour_vs_far(new)["near"]) in text(at)
+    assert two(embeddings.neighbour_vs_far(new)["near"]) in text(at)
     rerun(at.radio(key="pos_scale").set_value("each tile its own"))
 
 
-def test_pagecalc_helpers():
-    assert pc.patch_size_options(224, 224, lo=4, hi=64) == [4, 7, 8, 14, 16, 28, 32, 56]
-    t = pc.token_counts(224, 224, 16)
+def test_page_helpers():
+    assert preprocess.patch_size_options(224, 224, lo=4, hi=64) == [4, 7, 8, 14, 16, 28, 32, 56]
+    t = preprocess.token_counts(224, 224, 16)
     assert (t["N"], t["T"], t["T2"]) == (196, 197, 38_809)
-    assert pc.token_counts(224, 224, 1)["T"] ** 2 > 2_500_000_000
+    assert preprocess.token_counts(224, 224, 1)["T"] ** 2 > 2_500_000_000
     img = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
-    tiles = pc.patch_tiles(img, 4)
+    tiles = preprocess.patch_tiles(img, 4)
     assert tiles.shape == (4, 4, 4, 3) and np.array_equal(tiles[1], img[:4, 4:])
     # an ideal 2-D embedding: neighbours similar, far positions not
     r, c = np.divmod(np.arange(64), 8)
     emb = np.stack([np.cos(r), np.sin(r), np.cos(c), np.sin(c)], 1)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     sim = (emb @ emb.T).reshape(64, 8, 8)
-    nf = pc.neighbour_vs_far(sim, far=5)
+    nf = embeddings.neighbour_vs_far(sim, far=5)
     assert nf["near"] > nf["far"] and nf["n_near"] == 2 * 8 * 7
-    assert np.isnan(pc.neighbour_vs_far(np.eye(16).reshape(16, 4, 4), far=5)["far"])  # 4 x 4: nothing 5 apart
-    assert pc.map_patch(0, (14, 14), (28, 28)) == 0 and pc.map_patch(195, (14, 14), (7, 7)) == 48
+    assert np.isnan(embeddings.neighbour_vs_far(np.eye(16).reshape(16, 4, 4), far=5)["far"])  # 4 x 4: nothing 5 apart
+    assert embeddings.map_patch(0, (14, 14), (28, 28)) == 0 and embeddings.map_patch(195, (14, 14), (7, 7)) == 48

@@ -1,11 +1,15 @@
-"""Figures for the pages: server-side rendered images (numpy/PNG) and plotly charts.
+"""Figures for the pages: colour maps, overlays, grids and mosaics (numpy / PIL) and plotly charts.
 
 Heatmaps are blended onto the image here rather than shipped to the browser as raw attention
-(a ViT-B/16 attention stack is 22 MB). Fonts and line widths are sized for a projector.
+(a ViT-B/16 attention stack is 22 MB). Fonts and line widths are sized for a projector. Every
+plotly builder here passes its figure through ``legible`` before returning it. Pictures with
+text on them (labels need a font) live in ``vit_core.drawing``.
 """
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import MutableMapping
 
 import matplotlib
 import numpy as np
@@ -25,19 +29,35 @@ def to_png(img: np.ndarray | Image.Image) -> bytes:
     return buf.getvalue()
 
 
+# --- colour ----------------------------------------------------------------------------------
+
+
 def normalise(m: np.ndarray) -> np.ndarray:
+    """Stretch an array to 0..1 by its own minimum and maximum (all zeros when it is constant)."""
     lo, hi = float(m.min()), float(m.max())
     return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m, dtype=np.float32)
 
 
+def _cmap_rgb(x: np.ndarray, cmap: str) -> np.ndarray:
+    """Values in 0..1 -> (..., 3) uint8 through a matplotlib colour map."""
+    return (matplotlib.colormaps[cmap](x)[..., :3] * 255).astype(np.uint8)
+
+
 def colorize(m: np.ndarray, cmap: str = "inferno", size: tuple[int, int] | None = None,
              smooth: bool = False) -> np.ndarray:
-    """A 2-D map -> (H, W, 3) uint8 through a matplotlib colour map, optionally upsampled."""
-    rgb = (matplotlib.colormaps[cmap](normalise(np.asarray(m, np.float32)))[..., :3] * 255).astype(np.uint8)
+    """A 2-D map -> (H, W, 3) uint8 on its own scale (min..max), optionally resized to `size` (h, w)."""
+    rgb = _cmap_rgb(normalise(np.asarray(m, np.float32)), cmap)
     if size is not None:
         resample = Image.BICUBIC if smooth else Image.NEAREST
         rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), resample))
     return rgb
+
+
+def colorize_fixed(m: np.ndarray, cmap: str = "RdBu_r", vmin: float = -1.0, vmax: float = 1.0,
+                   scale: int = 1) -> np.ndarray:
+    """A 2-D map -> (H, W, 3) uint8 on a FIXED colour scale [vmin, vmax] (so tiles compare)."""
+    x = (np.asarray(m, np.float32) - vmin) / max(vmax - vmin, 1e-12)
+    return upscale(_cmap_rgb(np.clip(x, 0, 1), cmap), scale)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, cmap: str = "inferno", alpha: float = 0.6,
@@ -49,26 +69,40 @@ def overlay(image: np.ndarray, heat: np.ndarray, cmap: str = "inferno", alpha: f
     return out.clip(0, 255).astype(np.uint8)
 
 
+# --- images: size, grid lines, mosaics ---------------------------------------------------------
+
+
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so small images stay crisp on a projector."""
+    return image.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else image
+
+
+def upscale_to(image: np.ndarray, target: int = 448) -> np.ndarray:
+    """Enlarge a small model input by a whole factor to about `target` px (nearest neighbour)."""
+    return upscale(image, max(1, target // max(image.shape[:2])))
+
+
+def grid_lines(draw: ImageDraw.ImageDraw, width: int, height: int, cell: int, color=(255, 255, 255),
+               line: int = 1) -> None:
+    """Draw the lines of a grid of `cell` px squares over a width x height area from the top left."""
+    for x in range(0, width + 1, cell):
+        draw.line([(x, 0), (x, height)], fill=color, width=line)
+    for y in range(0, height + 1, cell):
+        draw.line([(0, y), (width, y)], fill=color, width=line)
+
+
 def draw_grid(image: np.ndarray, patch: int, highlight: int | None = None, color=(255, 255, 255),
               width: int = 1) -> np.ndarray:
     """The image with the patch grid drawn on it; `highlight` outlines one patch (row-major index)."""
     pil = Image.fromarray(image).convert("RGB")
     d = ImageDraw.Draw(pil)
     h, w = image.shape[:2]
-    for x in range(0, w + 1, patch):
-        d.line([(x, 0), (x, h)], fill=color, width=width)
-    for y in range(0, h + 1, patch):
-        d.line([(0, y), (w, y)], fill=color, width=width)
+    grid_lines(d, w, h, patch, color, width)
     if highlight is not None:
         gw = w // patch
         r, c = divmod(highlight, gw)
         d.rectangle([c * patch, r * patch, (c + 1) * patch, (r + 1) * patch], outline=(0, 255, 255), width=3)
     return np.asarray(pil)
-
-
-def upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour enlargement, so small images stay crisp on a projector."""
-    return image.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else image
 
 
 def mosaic(tiles: np.ndarray, cols: int, pad: int = 2, fill: int = 255) -> np.ndarray:
@@ -90,27 +124,77 @@ def map_mosaic(maps: np.ndarray, cols: int, cmap: str = "viridis", tile: int = 6
     return mosaic(tiles, cols)
 
 
+# --- plotly ----------------------------------------------------------------------------------
+
+
+def legible(fig: go.Figure, size: int = 18) -> go.Figure:
+    """Projector-sized fonts on a plotly figure: titles, axes, ticks, legend, text, colour bars.
+
+    Streamlit's chart theme replaces the layout-wide font, so each part gets its own size too.
+    Applying it twice does no harm.
+    """
+    fig.update_layout(font_size=size, title_font_size=size + 4, legend_font_size=size - 2,
+                      hoverlabel_font_size=size - 2)
+    fig.update_xaxes(tickfont_size=size - 2, title_font_size=size)
+    fig.update_yaxes(tickfont_size=size - 2, title_font_size=size)
+    fig.update_traces(textfont_size=size - 2, selector=lambda t: "textfont" in t)
+    fig.update_traces(colorbar_tickfont_size=size - 2, colorbar_title_font_size=size - 2,
+                      selector=lambda t: t.type in ("heatmap", "contour"))
+    return fig
+
+
+def _picker(image: np.ndarray, x: np.ndarray, y: np.ndarray, marker: dict, hover: str, height: int,
+            box: tuple[float, float, float, float] | None, box_line: dict, **scatter) -> go.Figure:
+    """An image with one clickable marker per (x, y); selection events carry the marker's index."""
+    fig = go.Figure(go.Image(z=image, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker=marker, customdata=np.arange(len(x)),
+                             hovertemplate=hover + " %{customdata}<extra></extra>", **scatter))
+    if box is not None:
+        x0, y0, x1, y1 = box
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=box_line)
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False,
+                      font=FONT, dragmode=False, clickmode="event+select")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return legible(fig)
+
+
 def patch_picker(image: np.ndarray, grid: tuple[int, int], patch: int, selected: int | None = None,
                  height: int = 560) -> go.Figure:
     """The image with one clickable marker per patch centre (plotly selection gives its index)."""
     gh, gw = grid
     rows, cols = np.divmod(np.arange(gh * gw), gw)
-    fig = go.Figure(go.Image(z=image, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(
-        x=cols * patch + patch / 2, y=rows * patch + patch / 2, mode="markers",
-        marker=dict(size=max(6, int(height / max(gh, gw) * 0.55)), color="rgba(255,255,255,0.12)",
-                    line=dict(width=1, color="rgba(255,255,255,0.5)"), symbol="square"),
-        customdata=np.arange(gh * gw), hovertemplate="patch %{customdata}<extra></extra>",
-    ))
+    box = None
     if selected is not None:
         r, c = divmod(selected, gw)
-        fig.add_shape(type="rect", x0=c * patch, y0=r * patch, x1=(c + 1) * patch, y1=(r + 1) * patch,
-                      line=dict(color="cyan", width=4))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False,
-                      font=FONT, dragmode=False, clickmode="event+select")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
+        box = (c * patch, r * patch, (c + 1) * patch, (r + 1) * patch)
+    marker = dict(size=max(6, int(height / max(gh, gw) * 0.55)), color="rgba(255,255,255,0.12)",
+                  line=dict(width=1, color="rgba(255,255,255,0.5)"), symbol="square")
+    return _picker(image, cols * patch + patch / 2, rows * patch + patch / 2, marker, "patch", height,
+                   box, dict(color="cyan", width=4))
+
+
+def mosaic_picker(mosaic: np.ndarray, grid: tuple[int, int], pitch: int, pad: int = 2,
+                  selected: int | None = None, height: int = 560) -> go.Figure:
+    """A server-side tile mosaic as a plotly image with one invisible, clickable marker per tile.
+
+    Like patch_picker, but the markers are transparent so the tiles keep their colours;
+    hovering names the position. Selection events carry the tile index as customdata.
+    """
+    gh, gw = grid
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    tile = pitch - pad
+    box = None
+    if selected is not None:
+        r, c = divmod(int(selected), gw)
+        x0, y0 = pad + c * pitch, pad + r * pitch
+        box = (x0 - 2, y0 - 2, x0 + tile + 1, y0 + tile + 1)
+    marker = dict(size=max(6, int(height / max(gh, gw) * 0.8)), symbol="square",
+                  color="rgba(0,0,0,0.01)", line=dict(width=0))
+    # full opacity either way: plotly would otherwise dim the tiles that are not selected
+    return _picker(mosaic, pad + cols * pitch + tile / 2, pad + rows * pitch + tile / 2, marker, "position",
+                   height, box, dict(color="black", width=3),
+                   selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))
 
 
 def selected_point(event) -> int | None:
@@ -126,32 +210,74 @@ def selected_point(event) -> int | None:
     return None
 
 
+def store_pick(state: MutableMapping, chart_key: str, target_key: str, count: int, offset: int = 0) -> None:
+    """Copy the index clicked in a picker chart into a widget's state (on_select callbacks).
+
+    Args:
+        state: the session state (any mapping) holding the chart's selection event.
+        chart_key: key of the plotly chart (patch_picker or mosaic_picker).
+        target_key: key of the widget that shows the choice (a slider).
+        count: number of markers; other indices are ignored.
+        offset: added to the index, e.g. the prefix tokens before the first patch.
+    """
+    idx = selected_point(state.get(chart_key))
+    if idx is not None and 0 <= idx < count:
+        state[target_key] = offset + idx
+
+
 def bar_chart(names: list[str], values: np.ndarray, title: str = "", xlabel: str = "probability") -> go.Figure:
     """Horizontal bars, largest on top, with values printed (top-k classes)."""
     fig = go.Figure(go.Bar(x=values[::-1], y=names[::-1], orientation="h", marker_color="#c2410c",
                            text=[f"{v:.1%}" for v in values[::-1]], textposition="outside"))
     fig.update_layout(title=title, font=FONT, height=80 + 48 * len(names), margin=dict(l=10, r=40, t=50, b=40),
                       xaxis=dict(title=xlabel, range=[0, max(1e-9, float(values.max())) * 1.25]))
-    return fig
+    return legible(fig)
 
 
 def heatmap(z: np.ndarray, x=None, y=None, title: str = "", colorscale: str = "Inferno",
             xlabel: str = "", ylabel: str = "", height: int = 520, zmin=None, zmax=None) -> go.Figure:
+    """A matrix as a heatmap, first row on top (as it is printed)."""
     fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmin=zmin, zmax=zmax))
     fig.update_layout(title=title, font=FONT, height=height, margin=dict(l=10, r=10, t=50, b=10),
                       xaxis_title=xlabel, yaxis_title=ylabel)
     fig.update_yaxes(autorange="reversed")
-    return fig
+    return legible(fig)
 
 
 def distance_scatter(distance: np.ndarray, title: str = "Mean attention distance") -> go.Figure:
-    """Paper Fig 7 right: x = layer, y = distance in pixels, one point per head."""
+    """Paper Fig 7 right: x = layer, y = distance in pixels from 0, one point and colour per head."""
     L, h = distance.shape
+    # tab10/tab20 keep neighbouring heads apart; plotly's default cycle repeats after 10
+    palette = matplotlib.colormaps["tab20" if h > 10 else "tab10"].colors
     fig = go.Figure()
     for head in range(h):
+        r, g, b = (int(255 * c) for c in palette[head % len(palette)][:3])
         fig.add_trace(go.Scatter(x=np.arange(1, L + 1), y=distance[:, head], mode="markers",
-                                 name=f"head {head + 1}", marker=dict(size=12)))
+                                 name=f"head {head + 1}", marker=dict(size=12, color=f"rgb({r},{g},{b})")))
     fig.update_layout(title=title, font=FONT, height=480, xaxis_title="layer (network depth)",
                       yaxis_title="mean attention distance (pixels)", margin=dict(l=10, r=10, t=60, b=10))
     fig.update_xaxes(dtick=1)
-    return fig
+    fig.update_yaxes(range=[0, float(distance.max()) * 1.1 + 1e-6])
+    return legible(fig)
+
+
+def vector_bars(vectors: dict[str, np.ndarray], title: str, height: int = 380) -> go.Figure:
+    """Grouped bars of a few same-length vectors over their dimensions (q, k, v, outputs)."""
+    fig = go.Figure()
+    for name, vec in vectors.items():
+        fig.add_trace(go.Bar(x=np.arange(len(vec)), y=vec, name=name))
+    fig.update_layout(title=dict(text=title, y=0.97, yanchor="top"), font=FONT, height=height,
+                      barmode="group", bargap=0.15, margin=dict(l=10, r=10, t=100, b=10),
+                      xaxis_title="dimension of the head",
+                      legend=dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom"))
+    return legible(fig)
+
+
+def log_ticks(values: list[int], keep: int, min_gap: float = 0.2) -> list[int]:
+    """A subset of positive values to label on a log axis: `keep` always, then others in order
+    when at least `min_gap` decades from every label so far (no overlapping tick labels)."""
+    chosen = [keep]
+    for v in sorted(values, key=lambda v: (v & (v - 1) != 0, v)):  # powers of two first
+        if all(abs(math.log10(v) - math.log10(c)) >= min_gap for c in chosen):
+            chosen.append(v)
+    return sorted(chosen)

@@ -17,6 +17,7 @@ page only reads the job's logs. The rules:
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import threading
@@ -65,10 +66,24 @@ def _warm_shapes() -> None:
             _WARMED.set()
 
 
+_WARM_THREAD: threading.Thread | None = None
+
+
 def warm_up() -> None:
     """Prepare the Shapes renderer in the background (seconds on a slow CPU, once per process)."""
-    if not _WARMED.is_set():
-        threading.Thread(target=_warm_shapes, daemon=True, name="vit-shapes-warm-up").start()
+    global _WARM_THREAD
+    if not _WARMED.is_set() and (_WARM_THREAD is None or not _WARM_THREAD.is_alive()):
+        _WARM_THREAD = threading.Thread(target=_warm_shapes, daemon=True, name="vit-shapes-warm-up")
+        _WARM_THREAD.start()
+
+
+@atexit.register
+def _at_exit(timeout: float = 30.0) -> None:
+    """Let background threads leave torch before the interpreter tears down (else: abort)."""
+    if _MANAGER is not None:
+        _MANAGER.shutdown(timeout)
+    if _WARM_THREAD is not None:
+        _WARM_THREAD.join(timeout)
 
 
 def device_label(device: str = "auto") -> str:

@@ -103,15 +103,16 @@ PRESETS: dict[str, TrainConfig] = {
         data_options={"fill_texture": 0.35},
     ),
     # Small and fast for live training: 48 px, 8 px patches (6 x 6 grid + [CLS]) on an easier Shapes
-    # variant (strong class-specific fill stripes, little clutter); a fixed set of 4000 images.
+    # variant (strong class-specific fill stripes, larger objects, no clutter); a fixed set of
+    # 3000 images, generated before the clock starts.
     "shapes-quick": TrainConfig(
         vit=ViTConfig(img_size=48, patch_size=8, num_classes=10, embed_dim=64, depth=3,
                       num_heads=4, mlp_ratio=2.0),
-        img_size=48, batch_size=64, lr=2e-3, weight_decay=0.05, warmup_steps=50,
+        img_size=48, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_steps=50,
         max_steps=None, max_seconds=60, seed=0, val_seed=10_000, val_size=500,
-        train_size=4000, augment=True, shift_px=4, label_smoothing=0.1, eval_every=50,
+        train_size=3000, augment=True, shift_px=4, label_smoothing=0.1, eval_every=50,
         snapshot_every=50, token_label_weight=1.0,
-        data_options={"fill_texture": 1.0, "clutter": (0, 3), "min_contrast": 0.45},
+        data_options={"fill_texture": 1.5, "clutter": (0, 0), "min_contrast": 0.5, "area": (0.2, 0.4)},
     ),
 }
 

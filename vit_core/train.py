@@ -125,7 +125,7 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - 0.5) / 0.5
 
 
-def augment(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:  # noqa: D417
+def augment(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
     """Per image: random translation by up to ``shift`` px (edge-replicated) and a horizontal flip.
 
     A mirrored Shapes object keeps its class (every class is left-right symmetric or has a mirror
@@ -327,27 +327,13 @@ def data_config(cfg: TrainConfig) -> dict:
 
 
 def save(out_dir: str, cfg: TrainConfig, done: Done, classes: list[str], extra: dict | None = None) -> None:
-    """Write ``model.safetensors`` + ``model.json`` (format vit-explainer/1)."""
+    """Write ``model.safetensors`` + ``model.json`` (format vit-explainer/1) into ``out_dir``."""
+    from vit_core.loading import save_model
+
     meta = {"train_config": cfg.to_dict(), "val_acc": done.val_acc, "steps": done.steps,
             "seconds": round(done.seconds, 1), "reason": done.reason,
             "images_seen": done.steps * cfg.batch_size, "torch": torch.__version__, **(extra or {})}
-    try:
-        from vit_core.loading import save_model
-    except ImportError:
-        save_model = None
-    if save_model is not None:
-        save_model(out_dir, done.model, classes, data_config(cfg), meta)
-        return
-    from safetensors.torch import save_file
-
-    os.makedirs(out_dir, exist_ok=True)
-    sd = {k: v.detach().cpu().contiguous() for k, v in done.model.state_dict().items()}
-    save_file(sd, os.path.join(out_dir, "model.safetensors"))
-    card = {"format": "vit-explainer/1", "vit": done.model.cfg.to_dict(), "class_names": list(classes),
-            "data_config": data_config(cfg),
-            "description": f"ViT trained from scratch on {cfg.dataset} ({cfg.img_size} px).", "meta": meta}
-    with open(os.path.join(out_dir, "model.json"), "w") as f:
-        json.dump(card, f, indent=2)
+    save_model(out_dir, done.model, classes, data_config(cfg), meta)
 
 
 def main(argv: list[str] | None = None) -> int:
