@@ -5,6 +5,7 @@ before ``pg.run()`` on reruns, so each page calls ``sidebar()`` itself.
 """
 from __future__ import annotations
 
+import contextvars
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ PAGES = [
     ("pages/train.py", "Train a ViT live", "train", ":material/model_training:"),
     ("pages/appendix.py", "Appendix: self-attention", "appendix", ":material/menu_book:"),
 ]
+
+
+# The Ctx of the script run in progress, for header(). Streamlit runs each script run in its own
+# thread, and a new thread starts with an empty context, so sessions never see each other's.
+_CURRENT: contextvars.ContextVar["Ctx | None"] = contextvars.ContextVar("vx_ctx", default=None)
 
 
 @dataclass
@@ -190,8 +196,10 @@ def sidebar() -> Ctx:
         st.info(f"Showing the sample image {fallback} instead.")
         name, data = fallback, (SAMPLES / fallback).read_bytes()
     st.sidebar.caption(f"Device: {device_name()}")
-    return Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data,
-               sha=images.image_sha256(data), device=device_name())
+    ctx = Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data,
+              sha=images.image_sha256(data), device=device_name())
+    _CURRENT.set(ctx)
+    return ctx
 
 
 def _offer_download(spec: str, status) -> str:
@@ -215,12 +223,12 @@ def _offer_download(spec: str, status) -> str:
 def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
     """Page title and introduction, plus the lecture tools every page shares (pages/_present.py):
     presentation mode (?present=1) with Previous/Next, the share-this-view link and QR code, and
-    the handout download (which needs the page's Ctx; found as the page's module-level `ctx`
+    the handout download (which needs the page's Ctx: the one sidebar() returned in this run
     when not passed)."""
     from pages import _present  # imports this module: import here, not at the top
 
     ensure_app_navigation()
-    _present.lecture_chrome(ctx if ctx is not None else _present.find_ctx())
+    _present.lecture_chrome(ctx if ctx is not None else _CURRENT.get())
     st.title(title)
     st.markdown(intro)
 

@@ -303,19 +303,6 @@ def handout_button(ctx, container=None) -> None:
                         "with captions and figures. Opens offline; prints well.")
 
 
-def find_ctx():
-    """The page's sidebar context (a module-level `ctx` = sidebar()), if the caller has one."""
-    from pages._common import Ctx
-
-    frame = sys._getframe(1)
-    while frame is not None:
-        for value in (frame.f_locals.get("ctx"), frame.f_globals.get("ctx")):
-            if isinstance(value, Ctx):
-                return value
-        frame = frame.f_back
-    return None
-
-
 # --- the whole thing, from header() -----------------------------------------------------------
 
 

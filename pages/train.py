@@ -279,7 +279,8 @@ if b[1].button("ViT vs CNN", key="tr_cmp", disabled=not can, icon=":material/com
     clicked = "compare"
 if b[2].button("Data size: 10% vs 100%", key="tr_size", disabled=not can, icon=":material/database:",
                help=f"ViT and CNN on 10% and on 100% of a fixed training set ({full_size or 0:,} images), "
-                    "each for a quarter of the budget: which one suffers more from less data?"):
+                    "each for a quarter of the budget: which one suffers more from less data? Give it a few "
+                    "minutes on a CPU: four runs of a few seconds only measure noise."):
     clicked = "data-size"
 if b[3].button("Stop", key="tr_stop", disabled=not busy, icon=":material/stop:"):
     mgr.stop(sid)
@@ -358,6 +359,8 @@ def status_line(job: jobs.Job) -> None:
 def metrics(job: jobs.Job) -> None:
     lg = job.logs[job.current] if 0 <= job.current < len(job.logs) else None
     last = lg.last if lg else None
+    if lg is not None and len(job.plan.legs) > 1:
+        st.caption(f"Numbers for **{lg.name}** (run {job.current + 1} of {len(job.plan.legs)}); the curves show all.")
     c = st.columns(6)
     c[0].metric("Step", f"{last.step:,}" if last else "0")
     c[1].metric("Loss", f"{last.loss:.3f}" if last else "–")

@@ -108,4 +108,10 @@ def test_live_run_updates_by_itself_and_stops(server):
         page.locator('[data-testid="stAlert"]').filter(has_text="Stopped").first.wait_for(timeout=60_000)
         page.get_by_role("button", name="Download (zip)").wait_for(timeout=30_000)
         page.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
+        # The saved model opens in the explainer at once.
+        page.get_by_role("button", name="Explain this model").click()
+        page.wait_for_url(lambda u: "/train" not in u, timeout=60_000)  # the overview is the default page: "/"
+        page.get_by_text("Trained here").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(SHOTS / "train-explained.png"), full_page=True)
         browser.close()
