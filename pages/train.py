@@ -14,7 +14,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from pages._common import USER_MODELS, code_box, header, sidebar
+from pages._common import ROOT, USER_MODELS, code_box, header, sidebar
 from vit_core import cnn, figures, jobs
 from vit_core import drawing
 from vit_core import train as T
@@ -53,7 +53,21 @@ header("Train a ViT live, and watch it learn",
        "paper's central claim: without a CNN's built-in locality, a ViT needs **more data** to catch up "
        "(Dosovitskiy et al., 2020, Sec. 4.2 and Fig. 3-4).", ctx)
 
-mgr = jobs.manager()
+
+def session_alive(session_id: str) -> bool | None:
+    """True/False when this Streamlit server knows the session; None when it cannot say (AppTest)."""
+    try:
+        from streamlit.runtime import Runtime
+
+        rt = Runtime._instance
+        if type(rt) is not Runtime:  # none, or AppTest's mock
+            return None
+        return rt.is_active_session(session_id) is True
+    except Exception:
+        return None
+
+
+mgr = jobs.manager(alive=session_alive)
 
 
 def session_id() -> str:
@@ -363,7 +377,9 @@ def metrics(job: jobs.Job) -> None:
         st.caption(f"Numbers for **{lg.name}** (run {job.current + 1} of {len(job.plan.legs)}); the curves show all.")
     c = st.columns(6)
     c[0].metric("Step", f"{last.step:,}" if last else "0")
-    c[1].metric("Loss", f"{last.loss:.3f}" if last else "–")
+    c[1].metric("Loss", f"{last.loss:.3f}" if last else "–",
+                help="Training cross-entropy (label-smoothed); on Shapes the ViT's also includes the "
+                     "token-labelling term (each object patch must name the class too), so it starts near 4.6.")
     c[2].metric("Train accuracy", f"{last.train_acc:.0%}" if last else "–")
     c[3].metric("Val accuracy", f"{lg.evals[-1].val_acc:.1%}" if lg and lg.evals else "–")
     c[4].metric("Images / s", f"{last.images_per_s:,.0f}" if last else "–")
@@ -458,8 +474,8 @@ def result(job: jobs.Job) -> None:
         c = [row, row]
         c[0].button("Explain this model", key="tr_explain", icon=":material/visibility:",
                     on_click=_open_in_explainer, args=(spec,))
-        if st.session_state.pop("tr_open", False):
-            st.switch_page("pages/overview.py")
+        if st.session_state.pop("tr_open", False):  # the picker's state (bound to ?model=) goes along
+            st.switch_page(str(ROOT / "pages" / "overview.py"), query_params={})  # None would refuse: bound
         size_mb = job.saved.stat().st_size / 2**20
         if size_mb <= MAX_DOWNLOAD_MB:
             c[1].download_button("Download (zip)", model_zip(job.saved), file_name=f"{job.saved.stem}.zip",
@@ -478,7 +494,6 @@ def live() -> None:
     if any(x.steps for x in job.logs):
         st.plotly_chart(curves(job), key="tr_curves")
     watch_it_learn(job)
-    result(job)
     if not job.active and st.session_state.get("tr_was_active"):
         st.session_state.tr_was_active = False
         st.rerun(scope="app")  # the run ended: stop the timer, show the final state everywhere
@@ -486,5 +501,7 @@ def live() -> None:
 
 st.subheader("4 · Live view")
 st.fragment(run_every=1.0 if busy else None)(live)()
+if job is not None and not job.active:
+    result(job)  # outside the fragment: shown once the run has ended and the whole page has rerun
 
 code_box(T._train, T.lr_at, cnn.SmallCNN, jobs.JobManager.check)

@@ -101,17 +101,17 @@ def test_live_run_updates_by_itself_and_stops(server):
             time.sleep(1)
             second = step_value(page)
         assert second > first
-        page.get_by_text("Watch it learn").wait_for(timeout=60_000)
+        page.get_by_role("heading", name="Watch it learn", exact=True).wait_for(timeout=180_000)
         page.get_by_text("Val accuracy").first.scroll_into_view_if_needed()
         page.screenshot(path=str(SHOTS / "train-live.png"), full_page=True)
         page.get_by_role("button", name="Stop").click()
         page.locator('[data-testid="stAlert"]').filter(has_text="Stopped").first.wait_for(timeout=60_000)
-        page.get_by_role("button", name="Download (zip)").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Download (zip)").wait_for(timeout=120_000)
         page.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
         # The saved model opens in the explainer at once.
         page.get_by_role("button", name="Explain this model").click()
-        page.wait_for_url(lambda u: "/train" not in u, timeout=60_000)  # the overview is the default page: "/"
-        page.get_by_text("Trained here").first.wait_for(timeout=60_000)
+        page.wait_for_function("() => !location.pathname.includes('train')", timeout=60_000)  # overview: "/"
+        page.wait_for_function("() => location.search.includes('Trained')", timeout=60_000)  # the picker's ?model=
         page.wait_for_timeout(1500)
         page.screenshot(path=str(SHOTS / "train-explained.png"), full_page=True)
         browser.close()

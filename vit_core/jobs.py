@@ -264,7 +264,8 @@ def run_plan(job: Job) -> None:
         if cfg.dataset == "shapes" and plan.data is None and not _WARMED.is_set():
             job.message = "Preparing the Shapes renderer (once after a server start)…"
             _warm_shapes()
-        job.message = f"Preparing the data for {leg.name}…"
+        n = f"{cfg.train_size:,} training + " if cfg.train_size else ""
+        job.message = f"Preparing the data for {leg.name} ({n}{cfg.val_size:,} validation images)…"
         data = _source(job, cfg, cache)
         cuda = T.pick_device(cfg.device).type == "cuda"
         if cuda and not GPU_LOCK.acquire(blocking=False):
@@ -321,22 +322,9 @@ def oom_message(cfg_batch: int | None) -> str:
 
 
 # --- the manager ----------------------------------------------------------------------------------
-def streamlit_session_alive(session_id: str) -> bool | None:
-    """True/False when a Streamlit server is running here and knows; None when it cannot say."""
-    try:
-        from streamlit.runtime import Runtime
-
-        rt = Runtime._instance
-        if type(rt) is not Runtime:  # none, or AppTest's mock
-            return None
-        return rt.is_active_session(session_id) is True
-    except Exception:
-        return None
-
-
 class JobManager:
     def __init__(self, max_running: int | None = None, heartbeat_timeout: float = 30.0,
-                 watchdog_every: float = 2.0, alive: Callable[[str], bool | None] = streamlit_session_alive,
+                 watchdog_every: float = 2.0, alive: Callable[[str], bool | None] = lambda sid: None,
                  purge_after: float = 600.0):
         env = os.environ.get("VIT_MAX_JOBS")
         self.max_running = max_running or (int(env) if env else 1)
@@ -478,12 +466,18 @@ _MANAGER: JobManager | None = None
 _MANAGER_LOCK = threading.Lock()
 
 
-def manager() -> JobManager:
-    """The process-wide manager shared by every session."""
+def manager(alive: Callable[[str], bool | None] | None = None) -> JobManager:
+    """The process-wide manager shared by every session.
+
+    Args:
+        alive: asks the web server whether a session still exists (True/False, None when it
+            cannot say); the first call's value is kept. The app passes one, this library knows
+            no web framework.
+    """
     global _MANAGER
     with _MANAGER_LOCK:
         if _MANAGER is None:
-            _MANAGER = JobManager()
+            _MANAGER = JobManager(alive=alive) if alive else JobManager()
         return _MANAGER
 
 
