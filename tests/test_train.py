@@ -19,7 +19,7 @@ TINY = ViTConfig(img_size=32, patch_size=8, num_classes=10, embed_dim=32, depth=
 def tiny_cfg(**kw) -> TrainConfig:
     base = dict(vit=TINY, img_size=32, batch_size=32, lr=2e-3, warmup_steps=5, max_steps=30,
                 max_seconds=None, train_size=128, val_size=32, eval_every=10, snapshot_every=0,
-                augment=True, shift_px=4, num_threads=2)
+                augment=True, shift_px=4, num_threads=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -142,7 +142,7 @@ def test_presets_are_consistent():
 def test_cli_prints_a_final_json_line(tmp_path):
     out = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "vit_core.train", "--preset", "shapes-quick", "--max-steps", "3",
-                        "--out", str(out), "--threads", "2",
+                        "--out", str(out), "--threads", "1",
                         "--set", '{"train_size": 64, "val_size": 16}'], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -102,11 +103,12 @@ def load(spec: str) -> tuple[VisionTransformer, dict]:
     from vit_core.loading import load_model
 
     lm = load_model(spec)
-    from pathlib import Path
     kind, _, rest = spec.partition(":")
-    st = (Path(__file__).resolve().parents[1] / "assets" / "models" / rest / "model.json" if kind == "bundled"
-          else (Path(rest) / "model.json" if Path(rest).is_dir() else Path(rest).with_suffix(".json")))
-    meta = json.loads(st.read_text()).get("meta", {})
+    if kind == "bundled":
+        side = Path(__file__).resolve().parents[1] / "assets" / "models" / rest / "model.json"
+    else:
+        side = Path(rest) / "model.json" if Path(rest).is_dir() else Path(rest).with_suffix(".json")
+    meta = json.loads(side.read_text()).get("meta", {})
     return lm.model, (meta.get("train_config") or {}).get("data_options") or {}
 
 

@@ -197,10 +197,15 @@ def snapshot(model: VisionTransformer, image: torch.Tensor, step: int) -> Snapsh
 
 
 def build_model(cfg: TrainConfig) -> VisionTransformer:
-    """The initial model, from ``cfg.seed`` without touching the global RNG."""
+    """The initial model: seeded from ``cfg.seed`` (global RNG untouched), or ``cfg.init_from``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return VisionTransformer(cfg.vit)
+        model = VisionTransformer(cfg.vit)
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cfg.init_from), strict=True)
+    return model
 
 
 # --- the loop -------------------------------------------------------------------------------
