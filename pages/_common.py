@@ -171,7 +171,7 @@ def sidebar() -> Ctx:
                                 format_func=lambda s: labels.get(s, s), key="model", bind="query-params")
     status = loading.model_status(spec)
     st.sidebar.caption(f"Status: **{status.state}**" + (f" · {status.size_mb:.0f} MB" if status.size_mb else "")
-                       + (f" · {status.note}" if status.note else ""))
+                       + (f" · {status.note}" if status.note and status.state not in ("bundled", "file") else ""))
     if status.state in ("downloadable", "unavailable"):
         spec = _offer_download(spec, status)
     try:
