@@ -24,19 +24,19 @@ def test_architecture_is_the_papers_grid(bundled):
     assert model.cfg.class_token and model.cfg.num_classes == 10
 
 
-# The shipped model reaches 91.4% (MODEL_CARD.md); the issue asks for 95%. Strict: this turns into
-# a failure, to be removed, the day a retrained model meets the bar.
-@pytest.mark.xfail(strict=True, reason="shipped model: 91.4% top-1 on unseen images, goal 95% (open)")
+# The shipped model reaches 94.6% on the model card's 1,000 images; the issue asks for 95%. Strict:
+# this turns into a failure, to be removed, the day a retrained model meets the bar.
+@pytest.mark.xfail(strict=True, reason="shipped model: 94.6% top-1 on 1,000 unseen images, goal 95% (open)")
 def test_accuracy_on_unseen_seed_meets_goal(bundled):
     model, opts = bundled
-    acc = evaluate.accuracy(model, n=500, seed=evaluate.TEST_SEED, data_options=opts)
+    acc = evaluate.accuracy(model, n=1000, seed=evaluate.TEST_SEED, data_options=opts)
     assert acc >= evaluate.THRESHOLDS["accuracy"], acc
 
 
 def test_accuracy_on_unseen_seed_is_what_the_model_card_says(bundled):
     model, opts = bundled
     acc = evaluate.accuracy(model, n=500, seed=evaluate.TEST_SEED, data_options=opts)
-    assert acc >= 0.88, acc  # model card: 0.914 on 1000 images of this seed; 500 images vary by ~1.3%
+    assert acc >= 0.92, acc  # model card: 0.946 on 1000 images of this seed; 500 images vary by ~1%
 
 
 def test_rollout_lands_on_the_object(bundled):
