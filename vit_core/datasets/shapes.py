@@ -344,13 +344,16 @@ def generate(n: int, seed: int, size: int = 224, labels=None,
     return ShapesData(images, labels, masks, list(CLASSES))
 
 
-def render_scene(seed: int, class_index: int | None = None, size: int = 224):
+def render_scene(seed: int, class_index: int | None = None, size: int = 224,
+                 config: ShapesConfig | None = None):
     """Renders one scene, e.g. for the app's sample gallery.
 
     Args:
         seed: Random seed.
         class_index: Class to draw; random (from the seed) if None.
         size: Image side in pixels.
+        config: Data options, e.g. those a model was trained with (its model.json
+            ``meta.train_config.data_options``).
 
     Returns:
         Tuple ``(image (3, size, size) uint8, label, mask (size, size) bool)``.
@@ -358,5 +361,5 @@ def render_scene(seed: int, class_index: int | None = None, size: int = 224):
     if class_index is None:
         g = torch.Generator().manual_seed(int(seed))
         class_index = int(torch.randint(len(CLASSES), (1,), generator=g))
-    data = generate(1, seed, size, labels=[class_index])
+    data = generate(1, seed, size, labels=[class_index], config=config)
     return data.images[0], int(data.labels[0]), data.masks[0]
