@@ -194,13 +194,9 @@ def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) 
     t0, step, val_acc, last_eval, reason = time.perf_counter(), 0, float("nan"), -1, "finished"
     while True:
         elapsed = time.perf_counter() - t0
-        if cfg.max_steps is not None and step >= cfg.max_steps:
-            break
-        if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
-            reason = "time budget"
-            break
-        if stop_event is not None and stop_event.is_set():
-            reason = "stopped"
+        ended = T.end_reason(cfg, step, elapsed, stop_event)
+        if ended:
+            reason = ended
             break
         lr = T.lr_at(cfg, step, elapsed)
         for pg in opt.param_groups:
@@ -214,25 +210,13 @@ def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) 
             out = forward(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
         lv = loss.item()
-        if not math.isfinite(lv) or lv > explode:
-            reason = (f"diverged: loss {'became NaN' if math.isnan(lv) else f'exploded to {lv:.3g}'} at step "
-                      f"{step} (lr {lr:.3g}): lower the learning rate or lengthen the warm-up")
+        diverged = T.divergence(lv, explode, step, lr)
+        if diverged:
+            reason = diverged
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        T.apply_update(model, opt, loss, cfg.grad_clip)
         step += 1
-        elapsed = time.perf_counter() - t0
-        eta = []
-        if cfg.max_steps is not None:
-            eta.append(elapsed / step * (cfg.max_steps - step))
-        if cfg.max_seconds is not None:
-            eta.append(max(0.0, cfg.max_seconds - elapsed))
-        epoch = step * cfg.batch_size / data.train_size if data.train_size else 0.0
-        yield T.Step(step, epoch, lv, float((out.argmax(1) == y).float().mean()), lr,
-                     step * cfg.batch_size / max(elapsed, 1e-9), elapsed, min(eta) if eta else None)
+        yield T.step_event(cfg, data, step, t0, lv, out, y, lr)
         if cfg.eval_every and step % cfg.eval_every == 0:
             vl, val_acc = T.evaluate_model(model, data.val_images, data.val_labels)
             last_eval = step

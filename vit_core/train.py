@@ -209,6 +209,50 @@ def build_model(cfg: TrainConfig) -> VisionTransformer:
 
 
 # --- the loop -------------------------------------------------------------------------------
+
+
+def end_reason(cfg: TrainConfig, step: int, elapsed: float, stop_event) -> str | None:
+    """Why the loop ends before this step ("finished", "time budget", "stopped"), or None to go on."""
+    if cfg.max_steps is not None and step >= cfg.max_steps:
+        return "finished"
+    if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
+        return "time budget"
+    if stop_event is not None and stop_event.is_set():
+        return "stopped"
+    return None
+
+def divergence(loss: float, explode: float, step: int, lr: float) -> str | None:
+    """The "diverged: ..." reason when the loss is NaN, infinite or above `explode`, else None."""
+    if math.isfinite(loss) and loss <= explode:
+        return None
+    what = "became NaN" if math.isnan(loss) else ("became infinite" if not math.isfinite(loss)
+                                                   else f"exploded to {loss:.3g}")
+    return f"diverged: loss {what} at step {step} (lr {lr:.3g}): lower the learning rate or lengthen the warm-up"
+
+
+def apply_update(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor,
+                 grad_clip: float | None) -> None:
+    """Backward, optional gradient clipping, optimiser step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+
+
+def step_event(cfg: TrainConfig, data, step: int, t0: float, loss: float, out: torch.Tensor,
+               y: torch.Tensor, lr: float) -> "Step":
+    """The Step metrics after `step` updates: throughput, epoch and the ETA of the nearer budget."""
+    elapsed = time.perf_counter() - t0
+    eta = []
+    if cfg.max_steps is not None:
+        eta.append(elapsed / step * (cfg.max_steps - step))
+    if cfg.max_seconds is not None:
+        eta.append(max(0.0, cfg.max_seconds - elapsed))
+    epoch = step * cfg.batch_size / data.train_size if data.train_size else 0.0
+    return Step(step, epoch, loss, float((out.argmax(1) == y).float().mean()), lr,
+                step * cfg.batch_size / max(elapsed, 1e-9), elapsed, min(eta) if eta else None)
+
 def train(cfg: TrainConfig, stop_event: threading.Event | None = None,
           data: DataSource | None = None, compile_model: bool = False) -> Iterator[Event]:
     """Train from scratch, yielding Step (every step), Eval, Snapshot and finally Done.
@@ -244,13 +288,9 @@ def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> I
     reason = "finished"
     while True:
         elapsed = time.perf_counter() - t0
-        if cfg.max_steps is not None and step >= cfg.max_steps:
-            break
-        if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
-            reason = "time budget"
-            break
-        if stop_event is not None and stop_event.is_set():
-            reason = "stopped"
+        ended = end_reason(cfg, step, elapsed, stop_event)
+        if ended:
+            reason = ended
             break
         lr = lr_at(cfg, step, elapsed)
         for pg in opt.param_groups:
@@ -276,27 +316,13 @@ def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> I
                 loss = loss + cfg.token_label_weight * F.cross_entropy(
                     tl, y[:, None].expand_as(on)[on], label_smoothing=cfg.label_smoothing)
         lv = loss.item()
-        if not math.isfinite(lv) or lv > explode:
-            what = "became NaN" if math.isnan(lv) else ("became infinite" if not math.isfinite(lv)
-                                                         else f"exploded to {lv:.3g}")
-            reason = (f"diverged: loss {what} at step {step} (lr {lr:.3g}): "
-                      f"lower the learning rate or lengthen the warm-up")
+        diverged = divergence(lv, explode, step, lr)
+        if diverged:
+            reason = diverged
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        apply_update(model, opt, loss, cfg.grad_clip)
         step += 1
-        elapsed = time.perf_counter() - t0
-        eta = []
-        if cfg.max_steps is not None:
-            eta.append(elapsed / step * (cfg.max_steps - step))
-        if cfg.max_seconds is not None:
-            eta.append(max(0.0, cfg.max_seconds - elapsed))
-        epoch = step * cfg.batch_size / data.train_size if data.train_size else 0.0
-        yield Step(step, epoch, lv, float((out.argmax(1) == y).float().mean()), lr,
-                   step * cfg.batch_size / max(elapsed, 1e-9), elapsed, min(eta) if eta else None)
+        yield step_event(cfg, data, step, t0, lv, out, y, lr)
         if cfg.eval_every and step % cfg.eval_every == 0:
             vl, val_acc = evaluate_model(model, data.val_images, data.val_labels)
             last_eval = step
