@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from vit_core import explain, figures, images, loading
+from vit_core import explain, figures, hub, images, loading
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "assets" / "samples"
@@ -116,7 +116,7 @@ def model_choices() -> list[tuple[str, str]]:
 def default_spec() -> str:
     """The bundled model, unless ImageNet weights are already cached on this machine."""
     try:
-        if loading.model_status(IMAGENET_DEFAULT).state == "cached":
+        if hub.catalog_cached(IMAGENET_DEFAULT.split(":", 1)[1]):  # a file check: no timm import
             return IMAGENET_DEFAULT
     except Exception:  # a status probe must never break the page
         pass
@@ -128,15 +128,23 @@ def _pick_image(bundled: bool) -> tuple[str, bytes]:
     source = st.sidebar.radio("Image source", ["Sample", "Upload", "Camera"], horizontal=True,
                               key="source", bind="query-params")
     data, name = None, None
+    # The widgets forget their file when another page draws them, so the picture itself is kept
+    # in session state (one per visitor) and reused until the visitor replaces it.
     if source == "Upload":
-        up = st.sidebar.file_uploader("Your image", type=None, key="upload",
-                                      help=images.ACCEPTED_HELP)
+        up = st.sidebar.file_uploader("Your image", type=None, key="upload", help=images.ACCEPTED_HELP)
         if up is not None:
-            data, name = up.getvalue(), up.name
+            st.session_state["_upload"] = (up.name, up.getvalue())
+        elif "_upload" in st.session_state:
+            st.sidebar.caption(f"Showing your upload **{st.session_state['_upload'][0]}**; choose another "
+                               "file to replace it.")
+        name, data = st.session_state.get("_upload", (None, None))
     elif source == "Camera":
         shot = st.sidebar.camera_input("Take a picture", key="camera")
         if shot is not None:
-            data, name = shot.getvalue(), "camera"
+            st.session_state["_camera"] = ("camera", shot.getvalue())
+        elif "_camera" in st.session_state:
+            st.sidebar.caption("Showing your last picture; take another to replace it.")
+        name, data = st.session_state.get("_camera", (None, None))
     if data is None:
         preferred = [n for n in names if n.startswith("shapes")] if bundled else [n for n in names if not n.startswith("shapes")]
         default = (preferred or names)[0]
@@ -234,7 +242,13 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
 
 
 def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:
-    st.download_button(label, figures.to_png(img), file_name=filename, mime="image/png", key=key)
+    """A PNG download of ``img`` (an array, or PNG bytes already encoded).
+
+    Arrays are encoded only when the button is clicked (a deferred download), not on every
+    rerun: encoding a 1000 px mosaic costs ~170 ms. Clicking does not rerun the page.
+    """
+    data = img if isinstance(img, bytes) else (lambda: figures.to_png(img))
+    st.download_button(label, data, file_name=filename, mime="image/png", key=key, on_click="ignore")
 
 
 def code_box(*objs) -> None:

@@ -8,6 +8,7 @@ Previous/Next keep ``present`` and the image/model parameters in the URL through
 """
 from __future__ import annotations
 
+import functools
 import io
 import socket
 import sys
@@ -250,6 +251,7 @@ def share_url(page, override_base: str = "") -> str:
     return base + ("?" + qs if qs else "")
 
 
+@functools.lru_cache(maxsize=256)
 def qr_png(text: str, scale: int = 8) -> bytes:
     """A QR code (error correction M) as PNG bytes: black on white with the standard quiet zone."""
     import segno

@@ -14,8 +14,30 @@ def rollout(spec: str, sha: str, fusion: str, discard: float, _a):
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
+def cls_mosaic(spec: str, sha: str, cmap: str, alpha: float, tile: int, _a):
+    """The layers x heads [CLS] mosaic (144 overlays for ViT-B), drawn once per view rather than
+    on every layer / head / patch change.
+
+    Returns the full-size mosaic (for the download), JPEG bytes already at the width shown (so
+    Streamlit neither resizes nor re-encodes it on each rerun) and that width: 680 px tall fits
+    a 720p screen.
+    """
+    maps = attention_views.cls_maps(_a)  # (L, h, gh, gw)
+    mos = drawing.labelled_mosaic(drawing.overlay_tiles(_a.image, maps, cmap, alpha, tile=tile))
+    width = int(min(1400, 680 * mos.shape[1] / mos.shape[0], mos.shape[1]))
+    return mos, figures.to_jpeg(mos, width), width
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
 def distances(spec: str, sha: str, renorm: bool, _a):
     return attention_views.distances(_a, renorm)  # (L, h)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def distance_chart(spec: str, sha: str, renorm: bool, _a):
+    """Built once per view (plotly figures cost ~40 ms to build); only read afterwards."""
+    return figures.distance_scatter(distances(spec, sha, renorm, _a),
+                                    f"Mean attention distance, this image ({_a.image.shape[0]} px across)")
 
 
 ctx = sidebar()
@@ -56,10 +78,9 @@ if n == 0:
             "rollout are left out; click a patch below to see where it looks.")
 else:
     st.subheader(f"Where [CLS] looks: all {L} layers x {h} heads")
-    maps = attention_views.cls_maps(a)  # (L, h, gh, gw)
     tile = max(48, min(160, 900 // h))
-    mos = drawing.labelled_mosaic(drawing.overlay_tiles(a.image, maps, cmap, alpha, tile=tile))
-    st.image(mos, width=int(min(1400, 680 * mos.shape[1] / mos.shape[0])))  # fits a 720p screen
+    mos, shown, width = cls_mosaic(ctx.spec, ctx.sha, cmap, float(alpha), tile, a)
+    st.image(shown, width=width, output_format="JPEG")
     st.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
                "scaled to its own range, so compare shapes, not brightness, between tiles.")
     png_button(mos, "cls-attention-layers-heads.png", key="att_dl_mosaic")
@@ -81,7 +102,7 @@ with left:
                     on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
 with right:
     qimg = figures.overlay(big, qmap, cmap, alpha)
-    st.image(qimg, width="stretch")
+    st.image(qimg, width="stretch", output_format="JPEG")
     row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
     top = int(row[n:].argmax()) + n
     st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
@@ -92,7 +113,7 @@ with right:
 strip_tile = max(48, min(120, 900 // h))
 strip = drawing.labelled_mosaic(drawing.overlay_tiles(a.image, qmaps[None], cmap, alpha, tile=strip_tile),
                                 row_names=[f"L{layer + 1}"])
-st.image(strip, width=int(min(1400, 1.5 * strip.shape[1])),
+st.image(strip, width=int(min(1400, 1.5 * strip.shape[1])), output_format="JPEG",
          caption=f"The same query in every head of layer {layer + 1}.")
 
 if n:
@@ -115,11 +136,11 @@ if n:
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Raw [CLS] attention**, layer {upto} alone ({fusion} of heads)")
-        st.image(raw_img, width="stretch")
+        st.image(raw_img, width="stretch", output_format="JPEG")
         png_button(raw_img, f"raw-cls-L{upto}-{fusion}.png", key="att_dl_raw")
     with g2:
         st.markdown(f"**Rollout** after layers 1–{upto} ({fusion} fusion, discard {discard:.0%})")
-        st.image(roll_img, width="stretch")
+        st.image(roll_img, width="stretch", output_format="JPEG")
         png_button(roll_img, f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
     st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "
                 f"input; the patches hold {roll_map.sum():.1%}, the most ({roll_map.max():.1%}) on "
@@ -129,9 +150,7 @@ st.subheader("How far does each head look? (mean attention distance)")
 renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
                    key="att_renorm", bind="query-params")
 dist = distances(ctx.spec, ctx.sha, bool(renorm), a)  # (L, h)
-st.plotly_chart(figures.distance_scatter(dist, f"Mean attention distance, this image ({a.image.shape[0]} px "
-                                              "across)"),
-                key="att_dist", config=PLOTLY_PNG)
+st.plotly_chart(distance_chart(ctx.spec, ctx.sha, bool(renorm), a), key="att_dist", config=PLOTLY_PNG)
 st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
             f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "
             f"**{dist[0].min():.1f}–{dist[0].max():.1f} px** across heads, layer {L} "

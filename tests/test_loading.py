@@ -358,3 +358,21 @@ def test_catalog_and_prefetch_cli(monkeypatch, capsys):
     assert "unavailable" in capsys.readouterr().out
     assert prefetch.main([f"timm:{TINY}"]) == 1
     assert "prefetch" in capsys.readouterr().err
+
+
+def test_catalog_cached_is_a_file_check_that_agrees_with_timm(hf_env):
+    """The start-up probe (no timm import) must name the same repos as timm's pretrained cfgs,
+    and see weights once they are in the Hugging Face cache layout."""
+    for spec in [s for s, _ in loading.CATALOG if s.startswith("timm:")]:
+        name = spec.split(":", 1)[1]
+        assert hub.timm_cfg(name).hf_hub_id == f"timm/{name}"
+        assert hub.catalog_cached(name) is False
+    assert hub.catalog_cached("vit_huge_patch14_224.not_in_catalog") is None
+    name = TINY
+    snap = hf_env / f"models--timm--{name}" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "model.safetensors").write_bytes(b"x")
+    (hf_env / f"models--timm--{name}" / "refs").mkdir()
+    (hf_env / f"models--timm--{name}" / "refs" / "main").write_text("abc123")
+    assert hub.catalog_cached(name) is True
+    assert model_status(f"timm:{name}").state == "cached"  # the full probe agrees

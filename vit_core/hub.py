@@ -79,6 +79,14 @@ def cached_file(repo_id: str, filenames: tuple[str, ...] = WEIGHT_FILES) -> Path
     return None
 
 
+def catalog_cached(name: str) -> bool | None:
+    """Whether a catalog model's weights (a KNOWN_SIZES_MB repo) are in the local cache, by a file
+    check alone: no timm import (~1.7 s), so the app can pick its default model at start-up.
+    None for names outside the catalog (ask ``timm_status``)."""
+    repo = f"timm/{name}"
+    return None if repo not in KNOWN_SIZES_MB else cached_file(repo) is not None
+
+
 def _probe(host: str, port: int, result: list[bool]) -> None:
     try:
         with socket.create_connection((host, port), timeout=2.0):

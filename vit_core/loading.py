@@ -36,6 +36,7 @@ import torch.nn as nn
 from vit_core import hub
 from vit_core.hub import ModelUnavailable, is_online
 from vit_core.model import ViTConfig, VisionTransformer, count_params
+from vit_core.transforms import eval_transform
 
 FORMAT = "vit-explainer/1"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -125,15 +126,13 @@ def _check_parity(m: nn.Module, ours: VisionTransformer, name: str) -> None:
 
 def _finish(model: VisionTransformer, data_config: dict, class_names: list[str], description: str,
             spec: str, source: str) -> LoadedModel:
-    from timm.data import create_transform
-
     model.eval().requires_grad_(False)
     merged = {**DATA_DEFAULTS, **data_config}
     dc = {k: tuple(merged[k]) if isinstance(merged[k], list) else merged[k] for k in DATA_KEYS if k in merged}
     missing = [k for k in DATA_KEYS if k not in dc]
     if missing:
         raise ValueError(f"data_config for {spec} lacks {missing}.")
-    return LoadedModel(model=model, data_config=dc, transform=create_transform(**dc, is_training=False),
+    return LoadedModel(model=model, data_config=dc, transform=eval_transform(dc),
                        class_names=list(class_names), description=description, spec=spec, source=source)
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
 
 
 @dataclass(frozen=True)
@@ -204,12 +203,17 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, D)) if cfg.reg_tokens else None
         pos_len = cfg.num_patches + (0 if cfg.no_embed_class else cfg.num_prefix_tokens)
-        self.pos_embed = nn.Parameter(torch.randn(1, pos_len, D) * 0.02)
+        # On the meta device (shapes only, to check a file before loading it) random init runs Python
+        # reference ops that import sympy and torch._dynamo: ~1.5 s of the app's start-up. Skip it there.
+        meta = torch.empty(0).is_meta
+        self.pos_embed = nn.Parameter(torch.empty(1, pos_len, D) if meta else torch.randn(1, pos_len, D) * 0.02)
         self.norm_pre = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
         self.norm = nn.Identity() if cfg.use_fc_norm else nn.LayerNorm(D, eps=cfg.norm_eps)
         self.fc_norm = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.use_fc_norm else nn.Identity()
         self.head = nn.Linear(D, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        if meta:
+            return
         self.apply(self._init_weights)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
@@ -229,6 +233,8 @@ class VisionTransformer(nn.Module):
         if tuple(grid) == self.cfg.grid_size:
             return self.pos_embed
         prefix = 0 if self.cfg.no_embed_class else self.num_prefix_tokens
+        from timm.layers import resample_abs_pos_embed  # imports torchvision (~1.7 s): only when resizing
+
         return resample_abs_pos_embed(
             self.pos_embed, new_size=list(grid), old_size=list(self.cfg.grid_size), num_prefix_tokens=prefix
         )
