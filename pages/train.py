@@ -114,8 +114,9 @@ if data_key == "shapes":
                               "Fresh images every step (unlimited data)", key="tr_shapes_set", disabled=busy)
     c2.caption("Ten outline classes (circle, star, heart…) at random positions, sizes, colours and "
                "backgrounds, rendered on the fly"
-               + (" (small models get an easier variant: class-specific fill stripes, little clutter)"
-                  if base.data_options.get("fill_texture", 0) >= 1 else "")
+               + (" (small models get an easier variant: larger shapes, no clutter, and faint stripes "
+                  "inside each shape at its class's own angle)"
+                  if base.data_options.get("texture_frame") == "image" else "")
                + ". With *fresh images* the model never sees the same picture twice; a fixed set can be "
                "over-fitted.")
     full_size = shapes_set or base.train_size or 4000

@@ -1,5 +1,6 @@
 """Tests for the procedural Shapes dataset."""
 
+import pytest
 import torch
 
 from vit_core.datasets import shapes
@@ -74,3 +75,40 @@ def test_class_not_inferable_from_mean_colour():
     pred = torch.cdist(feats[1], centroids).argmin(1)
     acc = (pred == test.labels).float().mean().item()
     assert acc < 2 / N_CLS, acc
+
+
+def test_image_frame_stripes_carry_the_class_angle():
+    """texture_frame="image": inside the object the luminance varies along the class's angle
+    (pi * c / 10) whatever the shape's rotation; the default ("object") frame turns with the shape."""
+    import math
+
+    import numpy as np
+
+    from vit_core.datasets.shapes import ShapesConfig, generate
+
+    def angles(frame):
+        cfg = ShapesConfig(fill_texture=1.0, texture_frame=frame, clutter=(0, 0), min_contrast=0.5, area=(0.3, 0.4))
+        out = {}
+        for c in (0, 3, 6):
+            d = generate(24, seed=5, size=96, labels=[c] * 24, config=cfg)
+            ests = []
+            for img, m in zip(d.images, d.masks):
+                y = img.float().mean(0).numpy()
+                gy, gx = np.gradient(y)
+                inner = m.numpy().copy()
+                for ax in (0, 1):  # erode twice: the outline's own edge is not the texture
+                    inner = inner & np.roll(inner, 2, ax) & np.roll(inner, -2, ax)
+                jxx, jyy, jxy = (gx * gx)[inner].sum(), (gy * gy)[inner].sum(), (gx * gy)[inner].sum()
+                ests.append(0.5 * math.atan2(2 * jxy, jxx - jyy))  # dominant gradient angle, mod pi
+            doubled = np.exp(2j * np.array(ests))  # average angles mod pi
+            out[c] = (float(np.angle(doubled.mean())) / 2 % math.pi, float(abs(doubled.mean())))
+        return out
+
+    image = angles("image")
+    for c, (angle, spread) in image.items():
+        want = math.pi * c / 10
+        diff = min(abs(angle - want), math.pi - abs(angle - want))
+        assert diff < math.radians(8) and spread > 0.8, (c, math.degrees(angle), spread)
+    assert min(s for _, s in angles("object").values()) < 0.6  # rotations scatter the object-frame angle
+    with pytest.raises(ValueError, match="texture_frame"):
+        ShapesConfig(texture_frame="world")

@@ -59,6 +59,11 @@ class ShapesConfig:
         min_contrast: Minimum luminance gap between object and both background colours.
         fill_texture: Amplitude of a weak class-specific stripe texture inside the object
             (0 disables it, so only the outline carries the class).
+        texture_frame: "object": the stripes turn with the shape and the class sets their
+            angle in the shape's frame and their frequency (neighbouring classes differ by ~20%
+            in frequency: a subtle cue). "image": the class sets the stripes' angle in the image
+            (10 angles 18 degrees apart) at one period of size/8 px, an easy cue that still lives
+            only on the object (used by the quick live-training preset).
     """
 
     area: tuple[float, float] = (0.08, 0.25)
@@ -66,6 +71,11 @@ class ShapesConfig:
     clutter: tuple[int, int] = (4, 14)
     min_contrast: float = 0.3
     fill_texture: float = 0.0
+    texture_frame: str = "object"
+
+    def __post_init__(self):
+        if self.texture_frame not in ("object", "image"):
+            raise ValueError(f"texture_frame must be 'object' or 'image', not {self.texture_frame!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +270,12 @@ def _draw_objects(img, masks, labels, colour, centre, radius, reach, sx, sy, rot
         _outer_add(-sin * dx / sv, cos * dy / sv, out=grid[..., 1])
         alpha = F.grid_sample(tiles[c].expand(n, -1, -1, -1), grid, align_corners=True)
         fill = colour[idx]
-        if cfg.fill_texture > 0:  # weak class-specific stripes in the shape's own frame
+        if cfg.fill_texture > 0 and cfg.texture_frame == "image":  # stripes at a class angle, fixed period
+            a = math.pi * c / len(CLASSES)
+            k = 2 * math.pi / max(3.0, size / 8)  # period size/8 px: well above the pixel grid at 32 px
+            wave = (dx[:, None, :] * math.cos(a) + dy[:, :, None] * math.sin(a)) * k  # (n, h, h)
+            fill = (fill * (1 + cfg.fill_texture * wave.sin_()[:, None])).clamp_(0.5, 255.5)
+        elif cfg.fill_texture > 0:  # weak class-specific stripes in the shape's own frame
             a = 0.63 * c
             wave = (grid[..., 0] * math.cos(a) + grid[..., 1] * math.sin(a)) * (5 + 1.1 * c)
             fill = (fill * (1 + cfg.fill_texture * wave.sin_()[:, None])).clamp_(0.5, 255.5)
