@@ -2,23 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
-import uuid
-import zipfile
-from pathlib import Path
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from pages._common import ROOT, USER_MODELS, code_box, header, sidebar
-from vit_core import cnn, figures, jobs
-from vit_core import drawing
+from pages._common import USER_MODELS, code_box, header, sidebar
+from pages._train_view import (curves, dataset_state, metrics, model_cost, result, session_alive, session_id,
+                               status_line, upload_zip, watch_it_learn)
+from vit_core import cnn, jobs, runs
 from vit_core import train as T
-from vit_core.datasets import vision, zipdata
+from vit_core.datasets import vision
 from vit_core.model import ViTConfig
 from vit_core.presets import PRESETS, get_preset
 
@@ -41,8 +34,6 @@ LAYOUTS = {
 }
 SHAPES_SETS = (0, 1000, 10_000, 20_000)  # 0 = fresh images every step; the preset's own size is added
 LRS = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2]
-COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
-MAX_DOWNLOAD_MB = 200
 
 ctx = sidebar()
 header("Train a ViT live, and watch it learn",
@@ -53,32 +44,8 @@ header("Train a ViT live, and watch it learn",
        "paper's central claim: without a CNN's built-in locality, a ViT needs **more data** to catch up "
        "(Dosovitskiy et al., 2020, Sec. 4.2 and Fig. 3-4).", ctx)
 
-
-def session_alive(session_id: str) -> bool | None:
-    """True/False when this Streamlit server knows the session; None when it cannot say (AppTest)."""
-    try:
-        from streamlit.runtime import Runtime
-
-        rt = Runtime._instance
-        if type(rt) is not Runtime:  # none, or AppTest's mock
-            return None
-        return rt.is_active_session(session_id) is True
-    except Exception:
-        return None
-
-
 mgr = jobs.manager(alive=session_alive)
-
-
-def session_id() -> str:
-    """This browser session's id (Streamlit's own, so the watchdog can ask whether it is still connected)."""
-    if "_train_sid" not in st.session_state:
-        rc = get_script_run_ctx()
-        st.session_state._train_sid = rc.session_id if rc is not None else uuid.uuid4().hex
-    return st.session_state._train_sid
-
-
-jobs.warm_up()
+runs.warm_up()
 sid = session_id()
 mgr.heartbeat(sid)
 job = mgr.get(sid)
@@ -86,19 +53,6 @@ busy = job is not None and job.active
 
 
 # --- 1. data --------------------------------------------------------------------------------------
-@st.cache_data(ttl=30, show_spinner=False)
-def dataset_state(name: str) -> tuple[bool, bool]:
-    """(cached here, downloadable now), decided in about a second."""
-    if vision.is_cached(name):
-        return True, True
-    return False, vision.host_reachable(vision.DATASETS[name].mirrors[0])
-
-
-@st.cache_data(show_spinner=False)
-def model_cost(vit: dict) -> dict:
-    return cnn.model_cost(ViTConfig.from_dict(vit))
-
-
 st.subheader("1 · Data")
 data_key = st.radio("Data", list(DATA), format_func=DATA.get, horizontal=True, key="tr_data",
                     label_visibility="collapsed", disabled=busy)
@@ -135,41 +89,7 @@ elif data_key in vision.DATASETS:
         st.error(vision.offline_message(data_key))
         data_ok = False
 else:
-    up = st.file_uploader("A zip with one folder of images per class", type=["zip"], key="tr_zip_upload",
-                          help=zipdata.LIMITS_HELP, disabled=busy)
-    st.caption(zipdata.LIMITS_HELP + " Unreadable files are skipped and listed; 20% of each class is held "
-               "out for validation.")
-    if up is None:
-        data_ok = False
-    else:
-        raw = up.getvalue()
-        key = (up.file_id, len(raw))
-        held = st.session_state.get("tr_zip")
-        if held is None or held[0] != key:
-            try:
-                with st.spinner("Reading the zip…"):
-                    d = zipdata.load_zip(raw, size=64)
-                st.session_state.tr_zip = (key, d, None)
-            except zipdata.ZipDataError as err:
-                st.session_state.tr_zip = (key, None, str(err))
-        _, zip_data, zip_err = st.session_state.tr_zip
-        if zip_data is None:
-            st.error(zip_err)
-            data_ok = False
-        else:
-            counts = zip_data.counts
-            num_classes = len(zip_data.classes)
-            full_size = sum(counts.values())
-            st.success(f"{full_size} images in {num_classes} classes: "
-                       + ", ".join(f"{c} ({n})" for c, n in counts.items()))
-            if min(counts.values()) < 5:
-                st.warning("Some classes have fewer than 5 images: the validation accuracy will be very noisy.")
-            if zip_data.skipped:
-                with st.expander(f"{len(zip_data.skipped)} file(s) skipped"):
-                    st.table({"file": [n for n, _ in zip_data.skipped], "why": [r for _, r in zip_data.skipped]})
-            idx = np.linspace(0, full_size - 1, min(8, full_size)).astype(int)
-            st.image([zip_data.images[i].permute(1, 2, 0).numpy() for i in idx],
-                     caption=[zip_data.classes[int(zip_data.labels[i])] for i in idx], width=72)
+    data_ok, num_classes, full_size, zip_data = upload_zip(busy)
 
 # --- 2. model -------------------------------------------------------------------------------------
 st.subheader("2 · Model")
@@ -250,7 +170,7 @@ cfg = get_preset("shapes-quick" if layout != "bundled" else "shapes-demo", vit=v
                  train_size=(shapes_set or None) if data_key == "shapes" else None,
                  val_size=500 if data_key != "zip" else 10_000, augment=augment,
                  shift_px=max(2, vit.img_size // 12) if layout != "bundled" else base.shift_px,
-                 eval_every=int(evals), snapshot_every=int(evals), num_threads=jobs.default_threads())
+                 eval_every=int(evals), snapshot_every=int(evals), num_threads=runs.default_threads())
 
 
 def data_factory():
@@ -269,14 +189,14 @@ def start(kind: str) -> None:
     common = dict(data=data_factory(), data_label=label, save_dir=USER_MODELS,
                   save_name=f"{data_key}-{layout}", extra_meta={"layout": layout}, compile=use_compile)
     if kind == "train":
-        plan = jobs.plan_train(cfg, **common)
+        plan = runs.plan_train(cfg, **common)
     elif kind == "compare":
-        plan = jobs.plan_compare(cfg, **common)
+        plan = runs.plan_compare(cfg, **common)
     else:
         full = full_size
         if data_key == "zip":
             full = int(round(full * 0.8))
-        plan = jobs.plan_data_size(dataclasses.replace(cfg, vit=cfg.vit, train_size=full), full, **common)
+        plan = runs.plan_data_size(dataclasses.replace(cfg, vit=cfg.vit, train_size=full), full, **common)
     try:
         mgr.submit(sid, plan)
     except jobs.JobBusy:
@@ -312,177 +232,6 @@ if busy:
 
 
 # --- live view ------------------------------------------------------------------------------------
-def _fmt_eta(s: float | None) -> str:
-    if s is None:
-        return "–"
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
-
-
-def curves(job: jobs.Job) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Accuracy"), horizontal_spacing=0.08)
-    for i, lg in enumerate(job.logs):
-        if not lg.steps:
-            continue
-        color = COLORS.get(lg.name.split(" ")[0], "#555")
-        dash = "dot" if "10%" in lg.name else "solid"
-        steps = [s.step for s in lg.steps]
-        k = max(1, len(steps) // 400)  # smooth the noisy per-step values: running mean over k steps
-        loss = np.convolve([s.loss for s in lg.steps], np.ones(k) / k, mode="valid")
-        acc = np.convolve([s.train_acc for s in lg.steps], np.ones(k) / k, mode="valid")
-        xs = steps[k - 1:]
-        fig.add_trace(go.Scatter(x=xs[::k], y=loss[::k], name=f"{lg.name} loss", line=dict(color=color, dash=dash),
-                                 legendgroup=lg.name, showlegend=False), 1, 1)
-        fig.add_trace(go.Scatter(x=xs[::k], y=acc[::k], name=f"{lg.name} train", opacity=0.45,
-                                 line=dict(color=color, dash=dash, width=1), legendgroup=lg.name), 1, 2)
-        if lg.evals:
-            fig.add_trace(go.Scatter(x=[e.step for e in lg.evals], y=[e.val_acc for e in lg.evals],
-                                     name=f"{lg.name} validation", mode="lines+markers",
-                                     line=dict(color=color, dash=dash, width=3), legendgroup=lg.name), 1, 2)
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
-                      uirevision="keep")
-    return fig
-
-
-def status_line(job: jobs.Job) -> None:
-    if job.state == "queued":
-        pos = mgr.queue_position(job)
-        st.info(f"Queued: **{pos}** in line. Runs train one at a time on this machine "
-                f"({mgr.running()} running now); yours starts as soon as the one ahead ends.",
-                icon=":material/hourglass_top:")
-    elif job.state == "running":
-        leg = job.logs[job.current].name if 0 <= job.current < len(job.logs) else ""
-        what = job.message or "Training"
-        st.info(f"{what}{' ' + leg if leg and leg not in what else ''} on {job.device} "
-                f"({job.current + 1} of {len(job.plan.legs)})", icon=":material/model_training:")
-        if job.progress is not None:
-            st.progress(min(max(job.progress, 0.0), 1.0))
-    elif job.state == "error":
-        st.error(job.error, icon=":material/error:")
-    else:
-        reason = job.reason or ""
-        if reason.startswith("diverged"):
-            st.error(f"Training stopped: the loss {reason.split('loss ', 1)[-1]}. A ViT trained from scratch "
-                     "is sensitive to the learning rate; the warm-up exists for this reason.", icon=":material/warning:")
-        elif reason.startswith("stopped"):
-            st.warning(reason[:1].upper() + reason[1:] + ".", icon=":material/stop_circle:")
-        else:
-            st.success(f"Done ({reason}).", icon=":material/check_circle:")
-
-
-def metrics(job: jobs.Job) -> None:
-    lg = job.logs[job.current] if 0 <= job.current < len(job.logs) else None
-    last = lg.last if lg else None
-    if lg is not None and len(job.plan.legs) > 1:
-        st.caption(f"Numbers for **{lg.name}** (run {job.current + 1} of {len(job.plan.legs)}); the curves show all.")
-    c = st.columns(6)
-    c[0].metric("Step", f"{last.step:,}" if last else "0")
-    c[1].metric("Loss", f"{last.loss:.3f}" if last else "–",
-                help="Training cross-entropy (label-smoothed); on Shapes the ViT's also includes the "
-                     "token-labelling term (each object patch must name the class too), so it starts near 4.6.")
-    c[2].metric("Train accuracy", f"{last.train_acc:.0%}" if last else "–")
-    c[3].metric("Val accuracy", f"{lg.evals[-1].val_acc:.1%}" if lg and lg.evals else "–")
-    c[4].metric("Images / s", f"{last.images_per_s:,.0f}" if last else "–")
-    c[5].metric("ETA" if job.active else "Time", _fmt_eta(last.eta_s) if job.active and last
-                else (f"{sum(x.seconds for x in job.logs):.0f} s" if last else "–"))
-
-
-def watch_it_learn(job: jobs.Job) -> None:
-    lg = next((x for x in job.logs if x.snapshots), None)
-    if lg is None:
-        return
-    snaps = list(lg.snapshots)
-    steps = [s.step for s in snaps]
-    st.subheader("Watch it learn")
-    follow = st.toggle("Follow the newest step", value=True, key="tr_follow") if job.active else False
-    cur = st.session_state.get("tr_snap")
-    if follow or cur not in steps:
-        st.session_state.tr_snap = steps[-1] if (follow or cur is None) else min(steps, key=lambda s: abs(s - cur))
-    step = st.select_slider("Training step", steps, key="tr_snap", disabled=len(steps) < 2,
-                            help="Snapshots are taken at every evaluation; slide back in time.")
-    snap = snaps[steps.index(step)]
-    acc = next((e.val_acc for e in lg.evals if e.step == step), None)
-    left, right = st.columns(2)
-    with left:
-        scale = max(1, 288 // snap.image.shape[0])
-        over = figures.overlay(figures.upscale(snap.image, scale), snap.rollout, alpha=0.55)
-        st.image(np.concatenate([figures.upscale(snap.image, scale), over], axis=1), width="stretch",
-                 caption=f"Attention rollout on a fixed validation image at step {step}"
-                         + (f" (validation accuracy {acc:.0%})" if acc is not None else "")
-                         + ": where [CLS] gathers information from.")
-    with right:
-        mosaic, _ = drawing.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)
-        st.image(mosaic, width="stretch",
-                 caption="Position embeddings: tile i shows how similar position i is to every other position "
-                         "(red = similar). At step 0 it is noise; training discovers rows, columns and "
-                         "neighbourhoods (paper Fig. 7, centre).")
-
-
-def model_zip(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(path, path.name)
-        zf.write(path.with_suffix(".json"), path.with_suffix(".json").name)
-    return buf.getvalue()
-
-
-def _open_in_explainer(spec: str) -> None:
-    st.session_state.model = spec
-    st.session_state.tr_open = True
-
-
-def result(job: jobs.Job) -> None:
-    if job.active:
-        return
-    vit_logs = [x for x in job.logs if x.model == "vit"]
-    cnn_logs = [x for x in job.logs if x.model == "cnn"]
-    if job.plan.kind == "compare" and vit_logs and cnn_logs and cnn_logs[0].steps:
-        v, c = vit_logs[0], cnn_logs[0]
-        gap = v.val_acc - c.val_acc
-        verdict = ("a tie" if abs(gap) < 0.01 else f"the **{'ViT' if gap > 0 else 'CNN'}** wins this one by "
-                   f"{abs(gap) * 100:.1f} points")
-        st.markdown(f"**Same data, same budget, similar size:** the ViT ({v.params:,} parameters) reached "
-                    f"**{v.val_acc:.1%}** in {v.steps[-1].step:,} steps, the CNN ({c.params:,} parameters) "
-                    f"**{c.val_acc:.1%}** in {c.steps[-1].step:,} steps: {verdict}. "
-                    "The CNN's convolutions assume that nearby pixels belong together and that a pattern means "
-                    "the same thing anywhere; the ViT has to learn both from the data.")
-    if job.plan.kind == "data-size" and len(job.logs) == 4 and all(x.reason for x in job.logs):
-        acc = {x.name: x.val_acc for x in job.logs}
-        names = [x.name for x in job.logs]
-        fig = go.Figure()
-        for mname in ("ViT", "CNN"):
-            xs = [n.split(" · ")[1] for n in names if n.startswith(mname)]
-            fig.add_trace(go.Bar(x=xs, y=[acc[f"{mname} · {x}"] for x in xs], name=mname,
-                                 marker_color=COLORS[mname], text=[f"{acc[f'{mname} · {x}']:.0%}" for x in xs]))
-        fig.update_layout(height=280, yaxis=dict(range=[0, 1], title="validation accuracy"),
-                          margin=dict(l=10, r=10, t=30, b=10), title="Validation accuracy by training-set size")
-        st.plotly_chart(fig, key="tr_datasize")
-        v_drop = acc[names[2]] - acc[names[0]]
-        c_drop = acc[names[3]] - acc[names[1]]
-        hungrier = ("neither is clearly hungrier for data" if abs(v_drop - c_drop) < 0.01 else
-                    f"here the **{'ViT' if v_drop > c_drop else 'CNN'}** is hungrier for data")
-        st.markdown(f"Going from 10% to 100% of the data gains the ViT **{v_drop * 100:+.1f}** points and the CNN "
-                    f"**{c_drop * 100:+.1f}**: {hungrier}. The paper found the ViT to be the hungry one "
-                    "at ImageNet scale: ResNets win on small data, ViTs only overtake them with much more "
-                    "(Fig. 3-4). Short runs on a toy task are noisy; lengthen the budget to be sure.")
-    if job.saved is not None and job.saved.exists():
-        spec = f"file:{job.saved}"
-        rel = job.saved.relative_to(USER_MODELS.parent) if job.saved.is_relative_to(USER_MODELS.parent) else job.saved
-        st.success(f"Saved as `{rel}` (+ `.json`). It is in the sidebar's **Model** list now, as "
-                   f"*Trained here: {job.saved.stem}*.", icon=":material/save:")
-        row = st.container(horizontal=True)
-        c = [row, row]
-        c[0].button("Explain this model", key="tr_explain", icon=":material/visibility:",
-                    on_click=_open_in_explainer, args=(spec,))
-        if st.session_state.pop("tr_open", False):  # the picker's state (bound to ?model=) goes along
-            st.switch_page(str(ROOT / "pages" / "overview.py"), query_params={})  # None would refuse: bound
-        size_mb = job.saved.stat().st_size / 2**20
-        if size_mb <= MAX_DOWNLOAD_MB:
-            c[1].download_button("Download (zip)", model_zip(job.saved), file_name=f"{job.saved.stem}.zip",
-                                 mime="application/zip", key="tr_dl", icon=":material/download:")
-
-
 def live() -> None:
     mgr.heartbeat(sid)
     job = mgr.get(sid)
@@ -490,7 +239,7 @@ def live() -> None:
         st.info("No run yet. Press **Train the ViT**: with the defaults it takes a minute on a laptop CPU.",
                 icon=":material/info:")
         return
-    status_line(job)
+    status_line(job, mgr)
     metrics(job)
     if any(x.steps for x in job.logs):
         st.plotly_chart(curves(job), key="tr_curves")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from vit_core import jobs, loading
+from vit_core import jobs, loading, runs
 from vit_core.presets import get_preset
 
 
@@ -15,9 +15,9 @@ def quick_cfg(**kw):
     return get_preset("shapes-quick", **{**base, **kw})
 
 
-def waiter(job: jobs.Job) -> None:
+def waiter(job: runs.Job) -> None:
     """A fake run: one leg that 'trains' until stopped."""
-    log = jobs.RunLog("ViT", "vit")
+    log = runs.RunLog("ViT", "vit")
     job.logs.append(log)
     while not job.stop_event.wait(0.01):
         pass
@@ -41,7 +41,7 @@ def mgr():
 
 
 def test_stop_mid_run_saves_a_loadable_model(mgr, tmp_path):
-    plan = jobs.plan_train(quick_cfg(), save_dir=tmp_path, save_name="t", data_label="Shapes")
+    plan = runs.plan_train(quick_cfg(), save_dir=tmp_path, save_name="t", data_label="Shapes")
     job = mgr.submit("s1", plan)
     assert wait_for(lambda: job.logs and len(job.logs[0].steps) >= 4, timeout=120), job.error
     assert job.state == "running" and mgr.queue_position(job) == 0
@@ -59,7 +59,7 @@ def test_stop_mid_run_saves_a_loadable_model(mgr, tmp_path):
 
 
 def test_one_job_per_session(mgr):
-    plan = jobs.plan_train(quick_cfg())
+    plan = runs.plan_train(quick_cfg())
     job = mgr.submit("s1", plan, runner=waiter)
     with pytest.raises(jobs.JobBusy):
         mgr.submit("s1", plan, runner=waiter)
@@ -72,7 +72,7 @@ def test_one_job_per_session(mgr):
 
 
 def test_global_cap_queues_the_second_session(mgr):
-    plan = jobs.plan_train(quick_cfg())
+    plan = runs.plan_train(quick_cfg())
     a = mgr.submit("a", plan, runner=waiter)
     assert wait_for(lambda: a.state == "running")
     b = mgr.submit("b", plan, runner=waiter)
@@ -91,8 +91,8 @@ def test_watchdog_stops_a_job_whose_heartbeat_is_stale():
     m = jobs.JobManager(max_running=2, heartbeat_timeout=0.3, watchdog_every=0.05, alive=lambda sid: None,
                         purge_after=0.6)
     try:
-        kept = m.submit("here", jobs.plan_train(quick_cfg()), runner=waiter)
-        gone = m.submit("gone", jobs.plan_train(quick_cfg()), runner=waiter)
+        kept = m.submit("here", runs.plan_train(quick_cfg()), runner=waiter)
+        gone = m.submit("gone", runs.plan_train(quick_cfg()), runner=waiter)
         end = time.monotonic() + 1.0
         while time.monotonic() < end:  # only "here" keeps beating
             m.heartbeat("here")
@@ -108,7 +108,7 @@ def test_watchdog_stops_a_job_whose_heartbeat_is_stale():
 def test_watchdog_spares_a_connected_session_on_another_page():
     m = jobs.JobManager(heartbeat_timeout=0.1, watchdog_every=0.05, alive=lambda sid: True)
     try:
-        job = m.submit("s", jobs.plan_train(quick_cfg()), runner=waiter)
+        job = m.submit("s", runs.plan_train(quick_cfg()), runner=waiter)
         time.sleep(0.5)
         assert job.state == "running"
     finally:
@@ -116,7 +116,7 @@ def test_watchdog_spares_a_connected_session_on_another_page():
 
 
 def test_divergence_is_explained(mgr):
-    plan = jobs.plan_train(quick_cfg(lr=1e4, warmup_steps=1, grad_clip=0.0, max_seconds=20))
+    plan = runs.plan_train(quick_cfg(lr=1e4, warmup_steps=1, grad_clip=0.0, max_seconds=20))
     job = mgr.submit("s", plan)
     job.thread.join(60)
     assert job.reason.startswith("diverged") and "learning rate" in job.reason

@@ -136,7 +136,7 @@ def test_vision_reads_local_files_and_plugs_into_the_trainer(tmp_path, monkeypat
 
 def test_a_zip_trains_through_a_job(tmp_path):
     """The page's zip path end to end: decode, split, train a few steps, save with the folder names."""
-    from vit_core import jobs, loading
+    from vit_core import jobs, loading, runs
     from vit_core.model import ViTConfig
     from vit_core.presets import get_preset
 
@@ -148,7 +148,7 @@ def test_a_zip_trains_through_a_job(tmp_path):
     cfg = get_preset("shapes-quick", dataset="zip", img_size=32, batch_size=4, max_steps=3, max_seconds=None,
                      eval_every=2, snapshot_every=2, val_size=10_000, num_threads=1, train_size=None,
                      vit=ViTConfig(img_size=32, patch_size=8, num_classes=2, embed_dim=32, depth=1, num_heads=2))
-    plan = jobs.plan_train(cfg, data=lambda c, progress: vision.tensor_source(
+    plan = runs.plan_train(cfg, data=lambda c, progress: vision.tensor_source(
         c, tr.images, tr.labels, va.images, va.labels, d.classes), save_dir=tmp_path, data_label="zip")
     m = jobs.JobManager(alive=lambda s: None)
     try:
