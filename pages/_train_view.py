@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pages._common import ROOT, USER_MODELS
-from vit_core import cnn, drawing, figures, jobs, runs
+from vit_core import analysis, cnn, drawing, figures, jobs, runs
 from vit_core.datasets import vision, zipdata
 from vit_core.model import ViTConfig
 
@@ -207,8 +207,16 @@ def watch_it_learn(job: runs.Job) -> None:
         mosaic, _ = drawing.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)
         st.image(mosaic, width="stretch",
                  caption="Position embeddings: tile i shows how similar position i is to every other position "
-                         "(red = similar). At step 0 it is noise; training discovers rows, columns and "
+                         "(red = similar). They start as noise; training can discover rows, columns and "
                          "neighbourhoods (paper Fig. 7, centre).")
+        g = analysis.grid_structure(snap.pos_similarity)
+        if g is not None:
+            verdict = ("a clear 2-D map" if g["gap"] >= 0.2 else "some 2-D order" if g["gap"] >= 0.05 else
+                       "no 2-D order yet: position embeddings organise slowly, over minutes rather than "
+                       "seconds; the classifier can succeed without them")
+            st.markdown(f"Grid neighbours vs positions 5+ cells apart: cosine **{g['neighbour']:.2f}** vs "
+                        f"**{g['far']:.2f}**, a gap of **{g['gap']:+.2f}** at step {step}: {verdict}. "
+                        "(The bundled model's gap, after an hour of training: see its model card.)")
 
 
 def model_zip(path: Path) -> bytes:

@@ -276,3 +276,20 @@ def test_topk():
     probs = torch.tensor([0.1, 0.5, 0.15, 0.25])
     assert analysis.topk(probs, 2, ["a", "b", "c", "d"]) == [("b", 0.5), ("d", 0.25)]
     assert [n for n, _ in analysis.topk(probs, 10, None)] == ["class 1", "class 3", "class 2", "class 0"]
+
+
+def test_grid_structure_tells_a_2d_map_from_noise():
+    """Embeddings that are smooth functions of (row, col) have a large neighbour-minus-far gap;
+    random ones have none; a grid with no pair 5 cells apart gives None."""
+    from vit_core.analysis import grid_structure, position_similarity
+
+    gh = gw = 8
+    r, c = torch.meshgrid(torch.arange(gh).float(), torch.arange(gw).float(), indexing="ij")
+    freqs = torch.arange(1, 9).float() * 0.35
+    smooth = torch.cat([torch.sin(r.flatten()[:, None] * freqs), torch.cos(r.flatten()[:, None] * freqs),
+                        torch.sin(c.flatten()[:, None] * freqs), torch.cos(c.flatten()[:, None] * freqs)], 1)
+    g = grid_structure(position_similarity(smooth, (gh, gw)))
+    assert g["gap"] > 0.3 and g["neighbour"] > g["far"]
+    noise = grid_structure(position_similarity(torch.randn(gh * gw, 32, generator=torch.Generator().manual_seed(0)), (gh, gw)))
+    assert abs(noise["gap"]) < 0.05
+    assert grid_structure(position_similarity(torch.randn(9, 8), (3, 3))) is None

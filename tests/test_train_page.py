@@ -4,6 +4,7 @@ AppTest cannot run fragments on a timer, so progress is seen by calling ``at.run
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -87,6 +88,8 @@ def test_short_run_shows_progress_and_stops(page):
     assert any("on CPU" in i.value or "on GPU" in i.value for i in page.info)
     snap = page.select_slider(key="tr_snap")
     assert snap.value >= 5  # 'watch it learn' follows the newest snapshot
+    gap = next(m.value for m in page.markdown if m.value.startswith("Grid neighbours vs positions"))
+    assert re.search(r"a gap of \*\*[+-]\d\.\d\d\*\* at step \d+", gap), gap  # 6 x 6 grid: far pairs exist
     page.button(key="tr_stop").click()
     rerun(page)
     end = time.monotonic() + 60

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vit_core.analysis import attention_rollout, patch_pos_embed, position_similarity
+from vit_core.analysis import attention_rollout, grid_structure, patch_pos_embed, position_similarity
 from vit_core.model import VisionTransformer
 
 TEST_SEED = 20_000  # never used for training (seed 0..) nor for the trainer's validation (10_000)
@@ -76,14 +76,7 @@ def rollout_on_object(model: VisionTransformer, n: int = 200, seed: int = TEST_S
 
 
 def pos_embed_structure(model: VisionTransformer, far: float = 5.0) -> dict:
-    gh, gw = model.cfg.grid_size
-    sim = position_similarity(patch_pos_embed(model), (gh, gw)).reshape(gh * gw, gh * gw)
-    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-    cells = torch.stack([rows.flatten(), cols.flatten()], -1).float()
-    dist = torch.cdist(cells, cells)
-    neighbour = sim[dist == 1].mean().item()  # 4-neighbourhood
-    distant = sim[dist >= far].mean().item()
-    return {"neighbour": neighbour, "far": distant, "gap": neighbour - distant}
+    return grid_structure(position_similarity(patch_pos_embed(model), model.cfg.grid_size), far)
 
 
 def acceptance(model: VisionTransformer, n_acc: int = 1000, n_rollout: int = 200,
