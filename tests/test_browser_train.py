@@ -6,66 +6,26 @@ $SHOTS_DIR (default /tmp/shots-train/).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from browser_util import CHROMIUM, CHROMIUM_ARGS, ROOT, app_server
+
 SHOTS = Path(os.environ.get("SHOTS_DIR", "/tmp/shots-train"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 
 
-def free_port(lo: int = 8550, hi: int = 8560) -> int:
-    for port in range(lo, hi):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "VIT_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
     models = ROOT / "models"
     before = set(models.glob("*")) if models.exists() else set()
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
-                             "--server.fileWatcherType=none", f"--server.port={port}",
-                             "--server.address=127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + 90
-        while time.monotonic() < end:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the Streamlit server did not come up")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        with app_server(env={"VIT_DATA_DIR": str(tmp_path_factory.mktemp("data"))}, timeout_s=90) as url:
+            yield url
+    finally:  # the run saves a model: remove what this test added
         for p in (set(models.glob("*")) if models.exists() else set()) - before:
             p.unlink()
 
@@ -81,8 +41,7 @@ def test_live_run_updates_by_itself_and_stops(server):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
         page.goto(f"{server}/train", timeout=90_000)
         page.get_by_role("button", name="Train the ViT").wait_for(timeout=90_000)
