@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
+from vit_core.data import DataSource
 from vit_core.model import ViTConfig
 from vit_core.presets import PRESETS, TrainConfig
-from vit_core.train import DataSource, Done, Eval, Snapshot, Step, run, train
+from vit_core.train import Done, Eval, Snapshot, Step, run, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ViTConfig(img_size=32, patch_size=8, num_classes=10, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0)
@@ -29,7 +30,7 @@ _DATA = {}
 
 def tiny_data(cfg: TrainConfig) -> DataSource:
     """Shapes data built once per test session (generation dominates a tiny run's time)."""
-    from vit_core.train import shapes_source
+    from vit_core.data import shapes_source
 
     key = (cfg.train_size, cfg.val_size, cfg.seed, cfg.batch_size, cfg.img_size)
     if key not in _DATA:

@@ -153,21 +153,21 @@ def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = Non
     budget, augmentation, label smoothing, gradient clipping and divergence check as
     ``vit_core.train.train``, so that only the model differs. No Snapshot events: those are ViT-only.
     """
-    from vit_core import train as T
+    from vit_core import data as D
 
     prev = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     try:
-        yield from _loop(model, cfg, stop_event, data or T.DATA_SOURCES[cfg.dataset](cfg), compile_model)
+        yield from _loop(model, cfg, stop_event, data or D.DATA_SOURCES[cfg.dataset](cfg), compile_model)
     finally:
         torch.set_num_threads(prev)
 
 
 def train_cnn(cfg, stop_event: threading.Event | None = None, data=None, classes: int | None = None) -> Iterator:
     """Train the SmallCNN matched in parameters to ``cfg.vit`` on the same data and budget."""
-    from vit_core import train as T
+    from vit_core import data as D
 
-    data = data or T.DATA_SOURCES[cfg.dataset](cfg)
+    data = data or D.DATA_SOURCES[cfg.dataset](cfg)
     k = classes or len(data.classes)
     with torch.device("meta"):
         target = count_params(VisionTransformer(ViTConfig(**{**cfg.vit.to_dict(), "num_classes": k})))
@@ -176,6 +176,7 @@ def train_cnn(cfg, stop_event: threading.Event | None = None, data=None, classes
 
 
 def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) -> Iterator:
+    from vit_core import data as D
     from vit_core import train as T
 
     dev = T.pick_device(cfg.device)
@@ -188,7 +189,7 @@ def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) 
     no_decay = [p for _, p in named if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    g = torch.Generator().manual_seed(T._step_seed(cfg.seed, -10**6))
+    g = torch.Generator().manual_seed(D._step_seed(cfg.seed, -10**6))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext())
     explode = 10 * math.log(max(2, len(data.classes))) + 5
     t0, step, val_acc, last_eval, reason = time.perf_counter(), 0, float("nan"), -1, "finished"
@@ -202,9 +203,9 @@ def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) 
         for pg in opt.param_groups:
             pg["lr"] = lr
         images, labels, *_ = data.train_batch(step)  # (Shapes also returns object masks: unused)
-        x = T.normalize(images)
+        x = D.normalize(images)
         if cfg.augment:
-            x = T.augment(x, cfg.shift_px, g)
+            x = D.augment(x, cfg.shift_px, g)
         x, y = x.to(dev), labels.to(dev)
         with autocast:
             out = forward(x)

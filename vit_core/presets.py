@@ -18,7 +18,7 @@ class TrainConfig:
 
     Attributes:
         vit: architecture; its ``img_size`` is forced to ``img_size``.
-        dataset: name of a data source in ``vit_core.train.DATA_SOURCES``.
+        dataset: name of a data source in ``vit_core.data.DATA_SOURCES``.
         img_size: square input side in pixels.
         batch_size, lr, weight_decay: AdamW settings (lr is the peak, after warm-up).
         warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr``.

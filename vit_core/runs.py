@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from vit_core import train as T
+from vit_core.data import DATA_SOURCES, DataSource
 from vit_core.model import count_params
 from vit_core.presets import TrainConfig
 
@@ -88,8 +89,8 @@ class RunPlan:
     legs: list[Leg]
     data_label: str = "Shapes"
     # (cfg, progress) -> DataSource, progress(fraction, message) reporting e.g. a download;
-    # None uses the trainer's registry (vit_core.train.DATA_SOURCES[cfg.dataset])
-    data: Callable[[TrainConfig, Callable[[float, str], None]], T.DataSource] | None = None
+    # None uses the trainer's registry (vit_core.data.DATA_SOURCES[cfg.dataset])
+    data: Callable[[TrainConfig, Callable[[float, str], None]], DataSource] | None = None
     save_dir: Path | None = None
     save_name: str = "vit"
     extra_meta: dict = field(default_factory=dict)
@@ -190,7 +191,7 @@ class Job:
 
 
 # --- running a plan -------------------------------------------------------------------------------
-def _source(job: Job, cfg: TrainConfig, cache: dict) -> T.DataSource:
+def _source(job: Job, cfg: TrainConfig, cache: dict) -> DataSource:
     key = (cfg.dataset, cfg.img_size, cfg.train_size, cfg.val_size, cfg.seed, cfg.val_seed, cfg.batch_size,
            repr(cfg.data_options))
     if key not in cache:
@@ -198,7 +199,7 @@ def _source(job: Job, cfg: TrainConfig, cache: dict) -> T.DataSource:
             job.message, job.progress = msg, frac
 
         plan = job.plan
-        cache[key] = plan.data(cfg, progress) if plan.data is not None else T.DATA_SOURCES[cfg.dataset](cfg)
+        cache[key] = plan.data(cfg, progress) if plan.data is not None else DATA_SOURCES[cfg.dataset](cfg)
         job.progress = None
     return cache[key]
 
@@ -208,7 +209,7 @@ def _thin(snaps: list) -> None:
         del snaps[1:-1:2]  # keep the first and the newest
 
 
-def _leg_events(leg: Leg, cfg: TrainConfig, stop: threading.Event, data: T.DataSource, compile: bool = False):
+def _leg_events(leg: Leg, cfg: TrainConfig, stop: threading.Event, data: DataSource, compile: bool = False):
     if leg.model == "vit":
         return None, T.train(cfg, stop, data, compile_model=compile)
     from vit_core import cnn

@@ -237,12 +237,12 @@ def subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int)
 
 def tensor_source(cfg, train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
                   val_labels: torch.Tensor, classes: list[str]):
-    """A ``vit_core.train.DataSource`` over in-memory uint8 tensors of any size.
+    """A ``vit_core.data.DataSource`` over in-memory uint8 tensors of any size.
 
     Uses ``cfg.train_size`` (a seeded subset, for the data-size experiment), ``cfg.val_size``
     and ``cfg.img_size`` (batches are resized on the fly, so the stored tensors stay small).
     """
-    from vit_core.train import DataSource, _fixed_set_sampler
+    from vit_core.data import DataSource, _fixed_set_sampler
 
     tx, ty = subset(train_images, train_labels, cfg.train_size, cfg.seed)
     vx, vy = subset(val_images, val_labels, cfg.val_size, cfg.val_seed)
