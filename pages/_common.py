@@ -123,6 +123,13 @@ def default_spec() -> str:
     return DEFAULT_SPEC
 
 
+def _forget_if_cleared(widget_key: str, kept_key: str) -> None:
+    """The visitor removed the file (or the picture) in the widget itself: stop reusing it.
+    A widget that is merely redrawn on another page starts empty without calling this."""
+    if st.session_state.get(widget_key) is None:
+        st.session_state.pop(kept_key, None)
+
+
 def _pick_image(bundled: bool) -> tuple[str, bytes]:
     names = sample_names()
     source = st.sidebar.radio("Image source", ["Sample", "Upload", "Camera"], horizontal=True,
@@ -131,7 +138,8 @@ def _pick_image(bundled: bool) -> tuple[str, bytes]:
     # The widgets forget their file when another page draws them, so the picture itself is kept
     # in session state (one per visitor) and reused until the visitor replaces it.
     if source == "Upload":
-        up = st.sidebar.file_uploader("Your image", type=None, key="upload", help=images.ACCEPTED_HELP)
+        up = st.sidebar.file_uploader("Your image", type=None, key="upload", help=images.ACCEPTED_HELP,
+                                      on_change=_forget_if_cleared, args=("upload", "_upload"))
         if up is not None:
             st.session_state["_upload"] = (up.name, up.getvalue())
         elif "_upload" in st.session_state:
@@ -139,7 +147,8 @@ def _pick_image(bundled: bool) -> tuple[str, bytes]:
                                "file to replace it.")
         name, data = st.session_state.get("_upload", (None, None))
     elif source == "Camera":
-        shot = st.sidebar.camera_input("Take a picture", key="camera")
+        shot = st.sidebar.camera_input("Take a picture", key="camera", on_change=_forget_if_cleared,
+                                       args=("camera", "_camera"))
         if shot is not None:
             st.session_state["_camera"] = ("camera", shot.getvalue())
         elif "_camera" in st.session_state:

@@ -70,6 +70,20 @@ def test_walk_with_an_uploaded_photo(page, tmp_path):
         # the upload survives the page change: still in the uploader, not a sample
         assert sidebar.get_by_text("my_photo.jpg").count() >= 1, title
         page.screenshot(path=str(SHOTS / f"{WALK.index((label, title))}-{re.sub(r'[^a-z]+', '-', title.lower()).strip('-')}.png"))
+    # On another page the uploader is empty and the kept upload is named in a caption; upload
+    # here again, then remove it in the widget: the app goes back to a sample image.
+    assert sidebar.get_by_text("Showing your upload").count() == 1
+    with page.expect_file_chooser() as chooser:
+        sidebar.get_by_role("button", name=re.compile("Browse files|Upload")).first.click()
+    chooser.value.set_files(str(photo))
+    remove = sidebar.get_by_role("button", name="Remove my_photo.jpg")
+    remove.wait_for(timeout=60_000)
+    settle(page)
+    remove.click()
+    sidebar.get_by_text("Sample image").first.wait_for(timeout=60_000)
+    settle(page)
+    assert sidebar.get_by_text("my_photo.jpg").count() == 0
+    _no_exception(page)
 
 
 def test_click_a_patch_then_download(page):
