@@ -64,7 +64,7 @@ def trace_memory_mb(name: str) -> tuple[float, float]:
     with torch.inference_mode():
         tr = ours.trace(x)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kept = sum(t.numel() * t.element_size() for lst in (tr.attn, tr.attn_logits, tr.q, tr.k, tr.v, tr.tokens) for t in lst)
+    kept = sum(t.numel() * t.element_size() for lst in (tr.attn, tr.q, tr.k, tr.v, tr.tokens) for t in lst)
     return max(0.0, (after - before) / 1024), kept / 2**20
 
 

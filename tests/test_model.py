@@ -123,3 +123,17 @@ def test_trace_keeps_attention_in_graph(tiny):
     assert g is not None and float(g.abs().sum()) > 0
     tr = frozen.trace(x)  # default: no graph
     assert tr.attn[0].grad_fn is None and not tr.logits.requires_grad
+
+
+def test_attention_logits_are_recomputed_exactly(tiny):
+    """trace.attn_logits(l) is not stored but recomputed from q and k: its softmax must be the
+    kept attention bit for bit, and it must be q.k / sqrt(hd)."""
+    _, ours = tiny
+    with torch.no_grad():
+        tr = ours.trace(torch.randn(2, 3, 224, 224))
+    for layer in (0, len(tr.attn) - 1):
+        logits = tr.attn_logits(layer)
+        assert logits.shape == tr.attn[layer].shape
+        assert torch.equal(logits.softmax(-1), tr.attn[layer])
+        q, k = tr.q[layer], tr.k[layer]
+        assert torch.allclose(logits, torch.einsum("bhtd,bhsd->bhts", q, k) / q.shape[-1] ** 0.5, atol=1e-5)
