@@ -251,13 +251,11 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
 
 
 def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:
-    """A PNG download of ``img`` (an array, or PNG bytes already encoded).
-
-    Arrays are encoded only when the button is clicked (a deferred download), not on every
-    rerun: encoding a 1000 px mosaic costs ~170 ms. Clicking does not rerun the page.
-    """
-    data = img if isinstance(img, bytes) else (lambda: figures.to_png(img))
-    st.download_button(label, data, file_name=filename, mime="image/png", key=key, on_click="ignore")
+    """A PNG download of the image array ``img``, encoded only when the button is clicked (a
+    deferred download) rather than on every rerun: a 1000 px mosaic costs ~170 ms to encode.
+    Clicking does not rerun the page."""
+    st.download_button(label, lambda: figures.to_png(img), file_name=filename, mime="image/png", key=key,
+                       on_click="ignore")
 
 
 def code_box(*objs) -> None:

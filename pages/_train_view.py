@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pages._common import ROOT, USER_MODELS
-from vit_core import analysis, cnn, drawing, figures, jobs, runs
+from vit_core import cnn, drawing, embeddings, figures, jobs, runs
 from vit_core.datasets import vision, zipdata
 from vit_core.model import ViTConfig
 
@@ -209,13 +209,14 @@ def watch_it_learn(job: runs.Job) -> None:
                  caption="Position embeddings: tile i shows how similar position i is to every other position "
                          "(red = similar). They start as noise; training can discover rows, columns and "
                          "neighbourhoods (paper Fig. 7, centre).")
-        g = analysis.grid_structure(snap.pos_similarity)
-        if g is not None:
-            verdict = ("a clear 2-D map" if g["gap"] >= 0.2 else "some 2-D order" if g["gap"] >= 0.05 else
+        nf = embeddings.neighbour_vs_far(snap.pos_similarity)
+        if not np.isnan(nf["far"]):
+            gap = nf["near"] - nf["far"]
+            verdict = ("a clear 2-D map" if gap >= 0.2 else "some 2-D order" if gap >= 0.05 else
                        "no 2-D order yet: position embeddings organise slowly, over minutes rather than "
                        "seconds; the classifier can succeed without them")
-            st.markdown(f"Grid neighbours vs positions 5+ cells apart: cosine **{g['neighbour']:.2f}** vs "
-                        f"**{g['far']:.2f}**, a gap of **{g['gap']:+.2f}** at step {step}: {verdict}. "
+            st.markdown(f"Grid neighbours vs positions 5+ cells apart: cosine **{nf['near']:.2f}** vs "
+                        f"**{nf['far']:.2f}**, a gap of **{gap:+.2f}** at step {step}: {verdict}. "
                         "(The bundled model's gap, after an hour of training: see its model card.)")
 
 

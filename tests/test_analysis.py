@@ -278,18 +278,21 @@ def test_topk():
     assert [n for n, _ in analysis.topk(probs, 10, None)] == ["class 1", "class 3", "class 2", "class 0"]
 
 
-def test_grid_structure_tells_a_2d_map_from_noise():
+
+def test_neighbour_vs_far_tells_a_2d_map_from_noise():
     """Embeddings that are smooth functions of (row, col) have a large neighbour-minus-far gap;
-    random ones have none; a grid with no pair 5 cells apart gives None."""
-    from vit_core.analysis import grid_structure, position_similarity
+    random ones have none; a grid with no pair 5 cells apart has no far figure."""
+    from vit_core.analysis import position_similarity
+    from vit_core.embeddings import neighbour_vs_far
 
     gh = gw = 8
     r, c = torch.meshgrid(torch.arange(gh).float(), torch.arange(gw).float(), indexing="ij")
     freqs = torch.arange(1, 9).float() * 0.35
     smooth = torch.cat([torch.sin(r.flatten()[:, None] * freqs), torch.cos(r.flatten()[:, None] * freqs),
                         torch.sin(c.flatten()[:, None] * freqs), torch.cos(c.flatten()[:, None] * freqs)], 1)
-    g = grid_structure(position_similarity(smooth, (gh, gw)))
-    assert g["gap"] > 0.3 and g["neighbour"] > g["far"]
-    noise = grid_structure(position_similarity(torch.randn(gh * gw, 32, generator=torch.Generator().manual_seed(0)), (gh, gw)))
-    assert abs(noise["gap"]) < 0.05
-    assert grid_structure(position_similarity(torch.randn(9, 8), (3, 3))) is None
+    g = neighbour_vs_far(position_similarity(smooth, (gh, gw)).numpy())
+    assert g["near"] - g["far"] > 0.3
+    noise = neighbour_vs_far(position_similarity(torch.randn(gh * gw, 32, generator=torch.Generator().manual_seed(0)),
+                                                 (gh, gw)).numpy())
+    assert abs(noise["near"] - noise["far"]) < 0.05
+    assert math.isnan(neighbour_vs_far(position_similarity(torch.randn(9, 8), (3, 3)).numpy())["far"])

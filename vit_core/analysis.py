@@ -132,30 +132,6 @@ def position_similarity(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch
     return (p @ p.T).reshape(-1, *grid)  # (N, N) -> (N, gh, gw)
 
 
-def grid_structure(similarity, far: float = 5.0) -> dict | None:
-    """How 2-D a position-similarity map is: mean cosine of grid 4-neighbours minus that of
-    positions ``far`` or more cells apart (ALGORITHMS.md). ~0 for random embeddings; the bundled
-    model's acceptance asks for >= 0.2.
-
-    Args:
-        similarity: (N, gh, gw) cosine similarities of each of the N = gh * gw positions
-            (``position_similarity``), a tensor or an array.
-        far: distance in cells from which a pair counts as far apart.
-
-    Returns:
-        {"neighbour", "far", "gap"} as floats, or None when the grid has no pair that far apart.
-    """
-    sim = torch.as_tensor(similarity, dtype=torch.float32)
-    gh, gw = sim.shape[-2:]
-    sim = sim.reshape(gh * gw, gh * gw)  # (N, gh, gw) -> (N, N)
-    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
-    dist = torch.cdist(*(torch.stack([rows.flatten(), cols.flatten()], -1).float(),) * 2)  # (N, N) cells
-    if not bool((dist >= far).any()):
-        return None
-    neighbour, distant = sim[dist == 1].mean().item(), sim[dist >= far].mean().item()
-    return {"neighbour": neighbour, "far": distant, "gap": neighbour - distant}
-
-
 def _cell_distances(grid: tuple[int, int], patch_size: int) -> torch.Tensor:
     gh, gw = grid
     rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")

@@ -7,7 +7,8 @@
    mass = sum_p r_p objfrac_p / sum_p r_p, chance = mean_p objfrac_p; the reported ``ratio`` is the
    MEAN OVER IMAGES of mass / chance (``ratio_of_means`` is also given).
 3. ``pos_embed_structure``: mean cosine similarity of 4-neighbour grid positions minus the mean
-   similarity of positions >= 5 cells apart (euclidean), on the learned patch position embeddings.
+   similarity of positions >= 5 cells apart in row or column (``embeddings.neighbour_vs_far``, as
+   the Position embeddings page shows it), on the learned patch position embeddings.
 
     python -m vit_core.evaluate [bundled:shapes-vit | file:DIR/model.safetensors] [--n-acc 1000]
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vit_core.analysis import attention_rollout, grid_structure, patch_pos_embed, position_similarity
+from vit_core.analysis import attention_rollout, patch_pos_embed, position_similarity
+from vit_core.embeddings import neighbour_vs_far
 from vit_core.model import VisionTransformer
 
 TEST_SEED = 20_000  # never used for training (seed 0..) nor for the trainer's validation (10_000)
@@ -75,8 +77,11 @@ def rollout_on_object(model: VisionTransformer, n: int = 200, seed: int = TEST_S
             "n": len(ratios), "grid": list(grid)}
 
 
-def pos_embed_structure(model: VisionTransformer, far: float = 5.0) -> dict:
-    return grid_structure(position_similarity(patch_pos_embed(model), model.cfg.grid_size), far)
+def pos_embed_structure(model: VisionTransformer, far: int = 5) -> dict:
+    """The Position embeddings page's neighbour-vs-far figure for this model, and their gap."""
+    sim = position_similarity(patch_pos_embed(model), model.cfg.grid_size).numpy()  # (N, gh, gw)
+    nf = neighbour_vs_far(sim, far)
+    return {"neighbour": nf["near"], "far": nf["far"], "gap": nf["near"] - nf["far"]}
 
 
 def acceptance(model: VisionTransformer, n_acc: int = 1000, n_rollout: int = 200,
