@@ -37,7 +37,7 @@ class Resize:
     """Shorter side to ``size`` px, keeping the aspect (torchvision's Resize with an int size)."""
 
     def __init__(self, size: int, interpolation: InterpolationMode = InterpolationMode.BILINEAR):
-        self.size, self.interpolation, self.max_size = int(size), interpolation, None
+        self.size, self.interpolation = int(size), interpolation
 
     def __call__(self, img: Image.Image) -> Image.Image:
         w, h = img.size
