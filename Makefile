@@ -30,7 +30,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/shapes_speed.py
 
 model: $(VENV)/.runtime
-	$(PY) -m vit_core.train --preset shapes-demo --out assets/models/shapes-vit
+	$(PY) -m vit_core.training.loop --preset shapes-demo --out assets/models/shapes-vit
 
 clean:
 	rm -rf $(VENV) .pytest_cache

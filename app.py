@@ -1,14 +1,14 @@
 """ViT Explainer: page config and navigation. Run with `make run` (or `streamlit run app.py`).
 
-Every page draws the shared sidebar itself (pages/_common.sidebar), so that the same page works
+Every page draws the shared sidebar itself (pages/_ui/sidebar.py), so that the same page works
 under Streamlit's AppTest, which drops what this file writes before pg.run() on later reruns.
 """
 import streamlit as st
 
-from pages import _common
-from pages._common import PAGES, ROOT
+from pages._ui import sidebar
+from pages._ui.site import PAGES, ROOT
 
-_common.APP_STARTED = True
+sidebar.APP_STARTED = True
 
 st.set_page_config(page_title="ViT Explainer", page_icon=":material/grid_view:", layout="wide",
                    initial_sidebar_state="expanded")

@@ -29,7 +29,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vit_core import explain, loading  # noqa: E402
+from vit_core.analysis import explain
+
+from vit_core.io import loading
 
 
 def random_image(seed: int, size: int = 320) -> Image.Image:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vit_core.datasets import shapes  # noqa: E402
+from vit_core.data import shapes  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vit_core import VisionTransformer  # noqa: E402
+from vit_core import VisionTransformer
 
 
 def timed(fn, x) -> float:

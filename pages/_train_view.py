@@ -17,8 +17,13 @@ from plotly.subplots import make_subplots
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from pages._common import ROOT, USER_MODELS
-from vit_core import cnn, drawing, embeddings, figures, jobs, runs
-from vit_core.datasets import vision, zipdata
+from vit_core import cnn
+from vit_core.render import drawing
+from vit_core.analysis import embeddings
+from vit_core.render import figures
+from vit_core.training import jobs
+from vit_core.training import runs
+from vit_core.data import vision, zipdata
 from vit_core.model import ViTConfig
 
 COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}

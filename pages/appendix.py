@@ -3,10 +3,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import header, sidebar
-from pages._present import page_link
-from vit_core import figures
-from vit_core import lecture as lec
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import header
+from pages._ui.present import page_link
+from vit_core.render import figures
+from vit_core.analysis import lecture as lec
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg

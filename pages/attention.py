@@ -1,43 +1,16 @@
 """5 · Attention maps: [CLS] attention in every layer and head, any patch's attention, rollout, distance."""
 import streamlit as st
 
-from pages._common import code_box, header, png_button, sidebar
-from vit_core import analysis, attention_views, drawing, explain, figures
+from pages._ui.sidebar import sidebar
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.cache import cls_mosaic, distance_chart, distances, rollout
+from pages._ui.widgets import clamp_state, code_box, header, png_button
+from vit_core.analysis import maps
+from vit_core.analysis import attention_views
+from vit_core.render import drawing
+from vit_core.analysis import explain
+from vit_core.render import figures
 
-PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
-
-
-# Keyed on model and image hash; the Analysis itself rides along unhashed (leading underscore).
-@st.cache_resource(show_spinner=False, max_entries=32)
-def rollout(spec: str, sha: str, fusion: str, discard: float, _a):
-    return explain.rollout_with(_a, fusion, discard)  # (L, T, T)
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def cls_mosaic(spec: str, sha: str, cmap: str, alpha: float, tile: int, _a):
-    """The layers x heads [CLS] mosaic (144 overlays for ViT-B), drawn once per view rather than
-    on every layer / head / patch change.
-
-    Returns the full-size mosaic (for the download), JPEG bytes already at the width shown (so
-    Streamlit neither resizes nor re-encodes it on each rerun) and that width: 680 px tall fits
-    a 720p screen.
-    """
-    maps = attention_views.cls_maps(_a)  # (L, h, gh, gw)
-    mos = drawing.labelled_mosaic(drawing.overlay_tiles(_a.image, maps, cmap, alpha, tile=tile))
-    width = int(min(1400, 680 * mos.shape[1] / mos.shape[0], mos.shape[1]))
-    return mos, figures.to_jpeg(mos, width), width
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def distances(spec: str, sha: str, renorm: bool, _a):
-    return attention_views.distances(_a, renorm)  # (L, h)
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def distance_chart(spec: str, sha: str, renorm: bool, _a):
-    """Built once per view (plotly figures cost ~40 ms to build); only read afterwards."""
-    return figures.distance_scatter(distances(spec, sha, renorm, _a),
-                                    f"Mean attention distance, this image ({_a.image.shape[0]} px across)")
 
 
 ctx = sidebar()
@@ -53,14 +26,8 @@ L, h, T, n = a.depth, a.num_heads, a.num_tokens, a.num_prefix_tokens
 gh, gw = a.grid
 
 
-def _clamp(key: str, lo, hi) -> None:
-    """Drop a remembered value that does not fit this model (another model may be smaller)."""
-    if key in st.session_state and not lo <= st.session_state[key] <= hi:
-        del st.session_state[key]
-
-
 for key, lo, hi in (("att_layer", 1, L), ("att_q", 0, T - 1), ("att_roll", 1, L)):
-    _clamp(key, lo, hi)
+    clamp_state(key, lo, hi)
 head_opts = ["mean"] + [str(i) for i in range(1, h + 1)]
 if st.session_state.get("att_head", "mean") not in head_opts:
     del st.session_state["att_head"]
@@ -98,7 +65,7 @@ left, right = st.columns(2)
 with left:
     st.plotly_chart(figures.patch_picker(a.image, a.grid, a.patch_size, query - n if query >= n else None,
                                          height=430),
-                    key="att_pick", selection_mode="points", config=PLOTLY_PNG,
+                    key="att_pick", selection_mode="points", config=PLOTLY_CONFIG,
                     on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
 with right:
     qimg = figures.overlay(big, qmap, cmap, alpha)
@@ -150,7 +117,7 @@ st.subheader("How far does each head look? (mean attention distance)")
 renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
                    key="att_renorm", bind="query-params")
 dist = distances(ctx.spec, ctx.sha, bool(renorm), a)  # (L, h)
-st.plotly_chart(distance_chart(ctx.spec, ctx.sha, bool(renorm), a), key="att_dist", config=PLOTLY_PNG)
+st.plotly_chart(distance_chart(ctx.spec, ctx.sha, bool(renorm), a), key="att_dist", config=PLOTLY_CONFIG)
 st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
             f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "
             f"**{dist[0].min():.1f}–{dist[0].max():.1f} px** across heads, layer {L} "
@@ -161,5 +128,5 @@ st.markdown(f"For each head: the attention-weighted distance in pixels between a
                "short distance." if renorm else
                "rows **not** re-normalised: attention paid to [CLS] simply drops out, which pulls "
                "heads that attend to [CLS] towards zero."))
-code_box(analysis.cls_attention, analysis.query_attention, analysis.attention_rollout,
-         analysis.mean_attention_distance)
+code_box(maps.cls_attention, maps.query_attention, maps.attention_rollout,
+         maps.mean_attention_distance)

@@ -2,8 +2,10 @@
 import numpy as np
 import streamlit as st
 
-from pages._common import code_box, header, png_button, sidebar
-from vit_core import explain, figures
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import code_box, header, png_button
+from vit_core.analysis import explain
+from vit_core.render import figures
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -68,7 +70,7 @@ with right:
 st.subheader("4. The prediction")
 if a.probs.size:
     top = np.argsort(a.probs)[::-1][:5]
-    labels = [names[i] if i < len(names) else f"class {i}" for i in top]
+    labels = [ctx.class_name(i) for i in top]
     st.plotly_chart(figures.bar_chart(labels, a.probs[top], title="Top-5 classes"), key="top5")
     st.markdown(f"The model says **{labels[0]}** with probability **{a.probs[top[0]]:.1%}**.")
 else:

@@ -3,8 +3,13 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._common import code_box, header, png_button, sidebar
-from vit_core import analysis, drawing, embeddings, figures, preprocess
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import code_box, header, png_button
+from vit_core.analysis import maps
+from vit_core.render import drawing
+from vit_core.analysis import embeddings
+from vit_core.render import figures
+from vit_core.analysis import patches
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 CHANNEL_COLOURS = ("#dc2626", "#16a34a", "#2563eb")
@@ -51,7 +56,7 @@ with right:
     i = st.slider("Patch (reading order)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
                   key=KEY, bind="query-params", help="Or click a patch on the image.")
     r, c = divmod(i, gw)
-    tile = preprocess.patch_tiles(a.image, P)[i]  # (P, P, 3)
+    tile = patches.patch_tiles(a.image, P)[i]  # (P, P, 3)
     planes = drawing.channel_planes(tile, tile_px=150)
     st.markdown(f"**Patch {i}** (row {r}, column {c}) and its three colour planes, each {P} x {P} pixels:")
     st.image(planes, width="stretch")
@@ -164,4 +169,4 @@ check = ("" if parts["rebuild_diff"] is None else
 st.caption(f"On average over the patches the image part has norm {pn.mean():.2f} and the position part "
            f"{qn.mean():.2f}.{extra}{check} The next page looks at what the position embeddings learned.")
 
-code_box(analysis.conv_vs_unfold, analysis.patch_embed_pcs, embeddings.embedding_parts)
+code_box(maps.conv_vs_unfold, maps.patch_embed_pcs, embeddings.embedding_parts)

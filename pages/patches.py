@@ -4,8 +4,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from pages._common import code_box, header, png_button, sidebar
-from vit_core import drawing, figures, images, preprocess
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import code_box, header, png_button
+from vit_core.render import drawing
+from vit_core.render import figures
+from vit_core.io import images
+from vit_core.analysis import patches
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -28,14 +32,14 @@ C = cfg.in_chans
 # --- 1. preprocessing ----------------------------------------------------------------------------
 st.subheader("Step 1: the model's view of your image")
 original = images.load_image(ctx.image_bytes)
-plan = preprocess.preprocess_plan(ctx.loaded.transform, original.width, original.height, ctx.loaded.data_config)
+plan = patches.preprocess_plan(ctx.loaded.transform, original.width, original.height, ctx.loaded.data_config)
 thumb = original.convert("RGB")
 thumb.thumbnail((900, 900))
 if thumb.width < 480:  # tiny originals: enlarge crisply so both pictures show the same pixels
     f = -(-480 // thumb.width)
     thumb = thumb.resize((thumb.width * f, thumb.height * f), Image.NEAREST)
 shrink = thumb.width / original.width
-whole = plan.crop_box is not None and preprocess.keeps_everything(plan.crop_box, original.width, original.height)
+whole = plan.crop_box is not None and patches.keeps_everything(plan.crop_box, original.width, original.height)
 box = None if plan.crop_box is None or whole else tuple(v * shrink for v in plan.crop_box)
 orig_view = drawing.draw_box(np.asarray(thumb), box, width=max(3, thumb.width // 150))
 
@@ -92,7 +96,7 @@ if prefix > 1:
 
 # --- 3. patch size what-if -------------------------------------------------------------------------
 st.subheader(f"Step 3: why {P} x {P}? Try other patch sizes")
-options = preprocess.patch_size_options(H, W, lo=2)
+options = patches.patch_size_options(H, W, lo=2)
 if P not in options:
     options = sorted(set(options) | {P})
 if st.session_state.get("patches_p") not in (None, *options):
@@ -101,8 +105,8 @@ choice = st.select_slider("Patch size P (pixels)", options=options, value=P, key
                           bind="query-params",
                           help="Only the model's own patch size runs through the network; the others "
                                "show what the token count and the attention cost would be.")
-cur = preprocess.token_counts(H, W, choice, prefix)
-ref = preprocess.token_counts(H, W, P, prefix)
+cur = patches.token_counts(H, W, choice, prefix)
+ref = patches.token_counts(H, W, P, prefix)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Grid", f"{cur['gh']} x {cur['gw']}")
 m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model",
@@ -121,7 +125,7 @@ with left:
     st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
     png_button(what_if, f"grid-P{choice}.png", key="patches_dl_whatif")
 with right:
-    curve = preprocess.cost_curve(H, W, prefix, options)
+    curve = patches.cost_curve(H, W, prefix, options)
     fig = go.Figure(go.Scatter(x=curve["patch"], y=curve["T2"], mode="lines+markers", name="T²",
                                line=dict(width=3, color="#1d4ed8"), marker=dict(size=10),
                                customdata=np.stack([curve["N"], curve["T"]], 1),
@@ -142,7 +146,7 @@ with right:
     figures.legible(fig)
     st.plotly_chart(fig, key="patches_cost", config={"toImageButtonOptions": {"format": "png", "scale": 2}})
 
-one = preprocess.token_counts(H, W, 1, prefix)
+one = patches.token_counts(H, W, 1, prefix)
 st.markdown(
     f"Halving P makes **4x** as many patches, and the attention matrix (T x T) grows about **16x**. "
     f"At the other extreme, every pixel as a token (P = 1) would give T = {one['T']:,} and "
@@ -150,4 +154,4 @@ st.markdown(
     "to keep the sequence short, small enough to keep detail. The paper's models use P = 14, 16 or 32 "
     "(ViT-H/14, ViT-B/16, ViT-B/32): smaller patches cost more compute but are more accurate.")
 
-code_box(preprocess.preprocess_plan, preprocess.token_counts, preprocess.patch_tiles)
+code_box(patches.preprocess_plan, patches.token_counts, patches.patch_tiles)

@@ -5,8 +5,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._common import code_box, header, png_button, sidebar
-from vit_core import analysis, drawing, embeddings, figures
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import code_box, header, png_button
+from vit_core.analysis import maps
+from vit_core.render import drawing
+from vit_core.analysis import embeddings
+from vit_core.render import figures
 
 PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
 CMAP, PLOTLY_SCALE = "RdBu_r", "RdBu_r"
@@ -164,5 +168,5 @@ st.caption(f"The resampled position {j} sits where position {i} was. Neighbours 
            f"resampling: {fmt(new_nf['near'])} vs {fmt(new_nf['far'])} (trained grid: {fmt(nf['near'])} vs "
            f"{fmt(nf['far'])}).")
 
-code_box(analysis.patch_pos_embed, analysis.position_similarity, embeddings.neighbour_vs_far,
+code_box(maps.patch_pos_embed, maps.position_similarity, embeddings.neighbour_vs_far,
          embeddings.resized_similarity)

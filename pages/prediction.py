@@ -3,19 +3,16 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._common import code_box, get_model, header, png_button, sidebar
-from vit_core import analysis, attention_views, explain, figures, images
+from pages._ui.cache import get_relevance
+from pages._ui.sidebar import sidebar
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import code_box, header, png_button
+from vit_core.analysis import maps
+from vit_core.analysis import attention_views
+from vit_core.analysis import explain
+from vit_core.render import figures
+from vit_core.io import images
 
-PLOTLY_PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def get_relevance(spec: str, sha: str, target: int, _data: bytes) -> np.ndarray:
-    """Chefer et al. relevance (gh, gw) for one class; keyed on the full hash of the image bytes."""
-    loaded = get_model(spec)
-    x = loaded.transform(images.load_image(_data)).unsqueeze(0)  # (1, 3, H, W)
-    x = x.to(next(loaded.model.parameters()).device)
-    return analysis.class_relevance(loaded.model, x, target).numpy()
 
 
 ctx = sidebar()
@@ -29,8 +26,7 @@ names = list(ctx.loaded.class_names)
 C, L, n = a.probs.size, a.depth, a.num_prefix_tokens
 
 
-def name(i: int) -> str:
-    return names[i] if i < len(names) else f"class {i}"
+name = ctx.class_name
 
 
 if C == 0:
@@ -41,11 +37,11 @@ else:
     order = np.argsort(a.probs)[::-1]
     st.subheader("The top classes")
     k = st.slider("How many classes", 1, min(10, C), min(5, C), key="pred_k", bind="query-params")
-    top = analysis.topk(torch.from_numpy(a.probs), k, [name(i) for i in range(C)])
+    top = maps.topk(torch.from_numpy(a.probs), k, [name(i) for i in range(C)])
     left, right = st.columns([3, 2])
     with left:
         bars = figures.bar_chart([t[0] for t in top], np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes")
-        st.plotly_chart(bars, key="pred_top", config=PLOTLY_PNG)
+        st.plotly_chart(bars, key="pred_top", config=PLOTLY_CONFIG)
     with right:
         st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off", delta_arrow="off")
         if k > 1:
@@ -62,7 +58,7 @@ else:
                           title="Probability of the top classes after each block", zmin=0, zmax=1,
                           height=max(360, 90 + 42 * L))
     fig.update_traces(texttemplate="%{z:.0%}")
-    st.plotly_chart(fig, key="pred_lens", config=PLOTLY_PNG)
+    st.plotly_chart(fig, key="pred_lens", config=PLOTLY_CONFIG)
     best, best_p = attention_views.lens_top(a)
     st.markdown("Top class after each block: " + " · ".join(
         f"{i + 1}: **{name(int(c))}** {p:.0%}" for i, (c, p) in enumerate(zip(best, best_p))))
@@ -95,23 +91,23 @@ elif C:
             st.markdown("**Rollout** (the same for any class)")
             st.image(roll, width="stretch")
             png_button(roll, "rollout.png", key="pred_dl_roll")
-    maps = {}
+    rel_maps = {}
     for col, cls, tag in ((g1, c1, "A"), (g2, c2, "B")):
         with col:
             try:
                 with st.spinner(f"Back-propagating {name(cls)}…"):
-                    maps[tag] = get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
+                    rel_maps[tag] = get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
             except Exception as err:  # a class map must never break the page
                 st.error(f"The relevance map for {name(cls)} could not be computed: {err}")
                 continue
-            img = figures.overlay(big, maps[tag], cmap, 0.6)
+            img = figures.overlay(big, rel_maps[tag], cmap, 0.6)
             st.markdown(f"**{tag}: {name(cls)}** ({a.probs[cls]:.1%})")
             st.image(img, width="stretch")
             png_button(img, f"relevance-{cls}.png", key=f"pred_dl_{tag}")
-    if len(maps) == 2:
-        ma, mb = maps["A"].ravel(), maps["B"].ravel()
+    if len(rel_maps) == 2:
+        ma, mb = rel_maps["A"].ravel(), rel_maps["B"].ravel()
         corr = float(np.corrcoef(ma, mb)[0, 1]) if ma.std() > 0 and mb.std() > 0 else float("nan")
         same = "the same class twice" if c1 == c2 else f"{name(c1)} vs. {name(c2)}"
         st.markdown(f"Correlation between the two relevance maps ({same}): **{corr:.2f}** "
                     "(1 = identical pattern). Each map is scaled to its own range.")
-code_box(analysis.topk, analysis.logit_lens, analysis.class_relevance)
+code_box(maps.topk, maps.logit_lens, maps.class_relevance)

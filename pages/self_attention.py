@@ -1,8 +1,12 @@
 """4 · Self-attention: one attention row of the real model, recomputed step by step from q, k, v."""
 import streamlit as st
 
-from pages._common import code_box, header, png_button, sidebar
-from vit_core import attention_views, explain, figures, preprocess
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import clamp_state, code_box, header, png_button
+from vit_core.analysis import attention_views
+from vit_core.analysis import explain
+from vit_core.render import figures
+from vit_core.analysis import patches
 from vit_core.model import Attention
 
 ctx = sidebar()
@@ -19,18 +23,12 @@ L, h, T, n = a.depth, a.num_heads, a.num_tokens, a.num_prefix_tokens
 hd = a.q.shape[-1]
 
 
-def _clamp(key: str, hi: int) -> None:
-    """Keep a remembered widget value inside this model's range (another model may be smaller)."""
-    if key in st.session_state and not 0 <= st.session_state[key] <= hi:
-        del st.session_state[key]
-
-
 def _cls() -> None:
     st.session_state["sa_q"] = 0
 
 
 for key, hi in (("sa_layer", L), ("sa_head", h), ("sa_q", T - 1)):
-    _clamp(key, hi)
+    clamp_state(key, 0, hi)
 c1, c2, c3 = st.columns([1, 1, 2])
 layer = c1.slider("Layer", 1, L, key="sa_layer", bind="query-params") - 1
 head = c2.slider("Head", 1, h, key="sa_head", bind="query-params") - 1
@@ -108,7 +106,7 @@ size = k1.number_input("Image size (pixels per side)", 16, 2048, 224, step=16, k
 patch = k2.number_input("Patch size", 1, 64, 16, key="sa_patch", bind="query-params")
 if size % patch:
     st.warning(f"{patch} does not divide {size}: the last {size % patch} pixels of each side are cropped.")
-cost = preprocess.token_cost(int(size), int(patch))
+cost = patches.token_cost(int(size), int(patch))
 r1, r2, r3 = st.columns(3)
 r1.metric("Tokens T (patches + [CLS])", f"{cost.tokens:,}")
 r2.metric("Attention entries T²", f"{cost.entries:,}")
@@ -118,4 +116,4 @@ st.markdown(f"Treating every pixel value as a token would mean {cost.pixel_token
             f"{patch}x{patch} patches, {cost.pixel_entries * 4 / 1e9:,.1f} GB in float32 for one head of one "
             f"layer. This model: T = {T}, so {T * T:,} entries per head, x {h} heads x {L} layers "
             f"= {T * T * h * L:,} per image.")
-code_box(Attention.explicit, attention_views.attention_step, preprocess.token_cost)
+code_box(Attention.explicit, attention_views.attention_step, patches.token_cost)

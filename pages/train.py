@@ -9,11 +9,13 @@ import streamlit as st
 from pages._common import USER_MODELS, code_box, header, sidebar
 from pages._train_view import (curves, dataset_state, metrics, model_cost, result, session_alive, session_id,
                                status_line, upload_zip, watch_it_learn)
-from vit_core import cnn, jobs, runs
-from vit_core import train as T
-from vit_core.datasets import vision
+from vit_core import cnn
+from vit_core.training import jobs
+from vit_core.training import runs
+from vit_core.training import loop as T
+from vit_core.data import vision
 from vit_core.model import ViTConfig
-from vit_core.presets import PRESETS, get_preset
+from vit_core.training.config import PRESETS, get_preset
 
 DATA = {
     "shapes": "Shapes (generated here)",

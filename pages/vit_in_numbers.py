@@ -3,9 +3,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._common import header, sidebar
-from pages._present import page_link
-from vit_core import lecture as lec
+from pages._ui.sidebar import sidebar
+from pages._ui.widgets import header
+from pages._ui.present import page_link
+from vit_core.analysis import lecture as lec
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg

@@ -151,9 +151,9 @@ def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = Non
 
     Same data source, AdamW (no decay on biases and norms), warm-up + cosine over the same
     budget, augmentation, label smoothing, gradient clipping and divergence check as
-    ``vit_core.train.train``, so that only the model differs. No Snapshot events: those are ViT-only.
+    ``vit_core.training.loop.train``, so that only the model differs. No Snapshot events: those are ViT-only.
     """
-    from vit_core import data as D
+    from vit_core.data import source as D
 
     prev = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
@@ -165,7 +165,7 @@ def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = Non
 
 def train_cnn(cfg, stop_event: threading.Event | None = None, data=None, classes: int | None = None) -> Iterator:
     """Train the SmallCNN matched in parameters to ``cfg.vit`` on the same data and budget."""
-    from vit_core import data as D
+    from vit_core.data import source as D
 
     data = data or D.DATA_SOURCES[cfg.dataset](cfg)
     k = classes or len(data.classes)
@@ -176,8 +176,8 @@ def train_cnn(cfg, stop_event: threading.Event | None = None, data=None, classes
 
 
 def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) -> Iterator:
-    from vit_core import data as D
-    from vit_core import train as T
+    from vit_core.data import source as D
+    from vit_core.training import loop as T
 
     dev = T.pick_device(cfg.device)
     model = model.to(dev).train()

@@ -1,0 +1,308 @@
+"""Lecture mode for every page: presentation mode, Previous/Next, share links with a QR code, handout.
+
+``widgets.header`` calls ``lecture_chrome`` at the top of every page, so each page gets it without
+code of its own. Presentation mode is a plain ``?present=1`` query parameter (not a bound widget:
+bound booleans only accept true/false), which the sidebar toggle and the Exit button set and clear.
+Previous/Next keep ``present`` and the image/model parameters in the URL through
+``st.switch_page(..., query_params=...)``.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import socket
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from pages._ui import st_private
+from pages._ui.site import PAGES, ROOT
+
+PRESENT_PARAM = "present"
+# Parameters that describe the talk's state (mode, image, model) rather than one page's view:
+# these travel with Previous/Next; everything else belongs to the page being left.
+KEEP_PARAMS = (PRESENT_PARAM, "model", "source", "sample")
+CSS_MARKER = "vit-present-mode"
+
+PRESENT_CSS = f"""
+<style id="{CSS_MARKER}">
+/* {CSS_MARKER}: projector layout. Streamlit's chrome and the sidebar go away. */
+header[data-testid="stHeader"], [data-testid="stToolbar"], [data-testid="stMainMenu"],
+[data-testid="stAppDeployButton"], [data-testid="stStatusWidget"], [data-testid="stDecoration"],
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+[data-testid="stExpandSidebarButton"], footer {{ display: none !important; }}
+/* Large type: Streamlit sizes almost everything in rem. */
+html {{ font-size: 21px !important; }}
+/* High contrast: pure black on white, no grey captions, thick focus outlines. */
+.stApp, [data-testid="stAppViewContainer"], [data-testid="stMain"] {{ background: #ffffff !important; color: #000000 !important; }}
+[data-testid="stMainBlockContainer"] {{ max-width: 100% !important; padding: 0.6rem 2.2rem 3rem 2.2rem !important; }}
+.stApp p, .stApp li, .stApp label, .stApp td, .stApp th {{ color: #000000 !important; }}
+.stApp p, .stApp li {{ font-size: 1.12rem; line-height: 1.45; }}
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {{ color: #111111 !important; opacity: 1 !important; font-size: 0.95rem !important; }}
+[data-testid="stTable"] td, [data-testid="stTable"] th {{ font-size: 0.95rem !important; color: #000000 !important; }}
+.stApp h1 {{ font-size: 2.3rem !important; font-weight: 800 !important; color: #000000 !important; padding-top: 0.2rem !important; }}
+.stApp h2, .stApp h3 {{ font-weight: 750 !important; color: #000000 !important; }}
+.stApp a {{ color: #0b3fb3 !important; text-decoration: underline !important; }}
+[data-testid="stMetricValue"] {{ font-size: 1.9rem !important; color: #000000 !important; font-weight: 700 !important; }}
+[data-testid="stMetricLabel"] p {{ font-size: 1rem !important; color: #000000 !important; }}
+.stApp button {{ border-width: 2px !important; border-color: #000000 !important; }}
+.stApp button p {{ font-weight: 700 !important; }}
+.stApp *:focus-visible {{ outline: 3px solid #0b3fb3 !important; }}
+/* Plotly's axis labels, titles and legends in black (data labels keep their own colours). */
+.js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .xtitle, .js-plotly-plot .ytitle,
+.js-plotly-plot .gtitle, .js-plotly-plot .legendtext, .js-plotly-plot .cbaxis text {{ fill: #000000 !important; }}
+</style>
+"""
+
+
+# --- where are we ---------------------------------------------------------------------------
+
+
+def is_present() -> bool:
+    return str(st.query_params.get(PRESENT_PARAM, "")).lower() in ("1", "true", "yes", "on")
+
+
+def talk() -> list[tuple[str, str, str, str]]:
+    """The talk in order: PAGES whose file exists (as app.py registers them)."""
+    return [p for p in PAGES if (ROOT / p[0]).exists()]
+
+
+def current_page() -> tuple[str, str, str, str] | None:
+    """The PAGES entry of the page script that is running (found on the call stack)."""
+    return st_private.calling_file({str((ROOT / p[0]).resolve()): p for p in PAGES})
+
+
+def neighbours(page) -> tuple[tuple | None, tuple | None, int, int]:
+    """(previous, next, 1-based position, count) of a page in the talk."""
+    pages = talk()
+    if page not in pages:
+        return None, (pages[0] if pages else None), 0, len(pages)
+    i = pages.index(page)
+    return (pages[i - 1] if i > 0 else None), (pages[i + 1] if i + 1 < len(pages) else None), i + 1, len(pages)
+
+
+def kept_params(present: bool = True) -> dict[str, str]:
+    """The talk-wide query parameters, for Previous/Next."""
+    out = {k: st.query_params[k] for k in KEEP_PARAMS if k in st.query_params}
+    if present:
+        out[PRESENT_PARAM] = "1"
+    else:
+        out.pop(PRESENT_PARAM, None)
+    return out
+
+
+# --- navigation -----------------------------------------------------------------------------
+
+
+def go(page, present: bool = True) -> None:
+    """Switch to a PAGES entry, keeping the talk's parameters in the URL."""
+    params = {k: v for k, v in kept_params(present).items() if not st_private.query_param_is_bound(k)}
+    target = str(ROOT / page[0])
+    try:
+        try:
+            st.switch_page(target, query_params=params)
+        except StreamlitAPIException as err:
+            if "bound" not in str(err):
+                raise
+            st.switch_page(target, query_params={PRESENT_PARAM: "1"} if present else {})
+    except StreamlitAPIException:  # a page run on its own (tests): there is no navigation
+        st.warning(f"Open **{page[1]}** from the app (`streamlit run app.py`) to move between pages.")
+
+
+def page_link(path: str, label: str, icon: str | None = None, query_params: dict | None = None,
+              container=None) -> None:
+    """st.page_link to another page of the app; a plain link when the page runs without app.py."""
+    box = container if container is not None else st
+    entry = next((p for p in PAGES if p[0] == path), None)
+    if entry is None or not (ROOT / path).exists():
+        box.caption(f"{label} (page not available in this installation)")
+        return
+    params = dict(query_params or {})
+    params.update({k: v for k, v in kept_params(is_present()).items() if k not in params})
+    try:
+        box.page_link(str(ROOT / path), label=label, icon=icon or entry[3], query_params=params or None)
+    except StreamlitAPIException:
+        qs = ("?" + urlencode(params)) if params else ""
+        box.markdown(f"[{label}](./{entry[2]}{qs})")
+
+
+def _set_present(on: bool) -> None:
+    if on:
+        st.query_params[PRESENT_PARAM] = "1"
+    elif PRESENT_PARAM in st.query_params:
+        del st.query_params[PRESENT_PARAM]
+
+
+def _toggle_changed() -> None:
+    _set_present(bool(st.session_state.get("_present_toggle")))
+
+
+def _request_go(page) -> None:
+    """Button callback: remember where to go; the page script switches (callbacks cannot)."""
+    if page is not None:
+        st.session_state["_present_go"] = page[0]
+
+
+def _pending_go() -> None:
+    """Carry out a Previous/Next click (kept in session state, so an extra rerun cannot lose it)."""
+    path = st.session_state.pop("_present_go", None)
+    target = next((p for p in talk() if p[0] == path), None)
+    if target is not None:
+        go(target, present=is_present())
+
+
+def nav_bar(page) -> None:
+    """Presentation mode's top bar: Previous, where we are, the QR code, Exit, Next."""
+    prev, nxt, pos, count = neighbours(page)
+    c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.1, 1.3, 1.2, 4], vertical_alignment="center")
+    with c_prev:
+        st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
+                  width="stretch", shortcut="PageUp", help="Previous page of the talk (PageUp)",
+                  on_click=_request_go, args=(prev,))
+    c_mid.markdown(f"<div style='text-align:center;font-size:1rem;white-space:nowrap'><b>{pos} / {count}</b></div>",
+                   unsafe_allow_html=True, help=f"Page {pos} of {count} of the talk")
+    with c_qr:
+        with st.popover("QR", icon=":material/qr_code_2:", width="stretch", help="A link and QR code for the audience"):
+            share_box(page, large=True)
+    with c_exit:
+        st.button("Exit", key="_present_exit", on_click=_set_present, args=(False,), width="stretch",
+                  help="Leave presentation mode (shows the sidebar again)")
+    with c_next:
+        st.button(f"{nxt[1]} ▶" if nxt else "End ▶", key="_present_next", disabled=nxt is None,
+                  width="stretch", type="primary", shortcut="PageDown", help="Next page of the talk (PageDown)",
+                  on_click=_request_go, args=(nxt,))
+
+
+# --- sharing --------------------------------------------------------------------------------
+
+
+def _lan_address() -> str | None:
+    """This machine's address on the local network (no packet is sent), or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            ip = s.getsockname()[0]
+        return None if ip.startswith("127.") else ip
+    except OSError:
+        return None
+
+
+def base_url(page) -> str:
+    """The address of this page as the browser sees it (no query string)."""
+    url = None
+    try:
+        url = st.context.url
+    except Exception:  # not in a session (bare mode)
+        url = None
+    if url:
+        return url
+    host = None
+    try:
+        host = st.context.headers.get("Host")
+    except Exception:
+        host = None
+    first = talk()[0] if talk() else None
+    path = page[2] if page and page != first else ""  # the first page is the app's root (default=True)
+    return f"http://{host or 'localhost:8501'}/{path}"
+
+
+def share_params() -> dict[str, str | list[str]]:
+    """This view's query parameters, without presentation mode (students get the normal app)."""
+    out: dict[str, str | list[str]] = {}
+    for k in st.query_params:
+        if k == PRESENT_PARAM:
+            continue
+        vals = st.query_params.get_all(k)
+        out[k] = vals if len(vals) > 1 else (vals[0] if vals else "")
+    return out
+
+
+def share_url(page, override_base: str = "") -> str:
+    base = base_url(page)
+    if override_base.strip():
+        o = urlsplit(override_base.strip() if "://" in override_base else "http://" + override_base.strip())
+        b = urlsplit(base)
+        base = urlunsplit((o.scheme, o.netloc, b.path, "", ""))
+    qs = urlencode(share_params(), doseq=True)
+    return base + ("?" + qs if qs else "")
+
+
+@functools.lru_cache(maxsize=256)
+def qr_png(text: str, scale: int = 8) -> bytes:
+    """A QR code (error correction M) as PNG bytes: black on white with the standard quiet zone."""
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(text, error="m").save(buf, kind="png", scale=scale, border=4, dark="#000000", light="#ffffff")
+    return buf.getvalue()
+
+
+def _is_local(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+def share_box(page, large: bool = False) -> None:
+    """The link to this exact view (page, image, model, widget values) and its QR code."""
+    override = st.session_state.get("_share_base", "")
+    url = share_url(page, override)
+    st.image(qr_png(url, scale=12 if large else 6), width=420 if large else 220,
+             caption="Scan to open this view")
+    st.code(url, language=None, wrap_lines=True)
+    if _is_local(url):
+        lan = _lan_address()
+        port = urlsplit(url).port or 8501
+        hint = f" for example `http://{lan}:{port}`" if lan else ""
+        st.caption("This address only works on this computer. For phones in the room, start the app with "
+                   f"`--server.address 0.0.0.0` and type the address students can reach{hint}:")
+    st.text_input("Address for the audience (optional)", key="_share_base",
+                  placeholder="http://192.168.1.20:8501", help="Replaces the scheme, host and port of the link.")
+
+
+# --- handout --------------------------------------------------------------------------------
+
+
+def handout_button(ctx, container=None) -> None:
+    """Download button that builds the HTML handout of the current image only when clicked."""
+    box = container if container is not None else st.sidebar
+
+    def build() -> bytes:
+        from vit_core.render import handout
+
+        a = ctx.analysis()
+        mf = ctx.figures()
+        return handout.build_handout(a, mf, list(ctx.loaded.class_names), model_description=ctx.loaded.description,
+                                     image_name=ctx.image_name).encode("utf-8")
+
+    stem = Path(ctx.image_name).stem or "image"
+    box.download_button("Handout of this image (HTML)", data=build, file_name=f"vit-handout-{stem}.html",
+                        mime="text/html", key="_handout", icon=":material/description:", on_click="ignore",
+                        width="stretch", help="One self-contained HTML file: your image through every step, "
+                        "with captions and figures. Opens offline; prints well.")
+
+
+# --- the whole thing, from header() -----------------------------------------------------------
+
+
+def lecture_chrome(ctx=None) -> None:
+    """Sidebar lecture tools on every page; in presentation mode also the CSS and the top bar."""
+    _pending_go()
+    page = current_page()
+    present = is_present()
+    st.session_state["_present_toggle"] = present
+    side = st.sidebar
+    side.markdown("#### Lecture")
+    side.toggle("Presentation mode", key="_present_toggle", on_change=_toggle_changed,
+                help="Projector layout: no sidebar or toolbar, large high-contrast type, Previous/Next "
+                     "buttons (PageUp/PageDown). Same as adding ?present=1 to the URL.")
+    if not present:  # presentation mode has its own QR button in the top bar
+        with side.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
+            share_box(page)
+    if ctx is not None:
+        handout_button(ctx, side)
+    if present:
+        st.html(PRESENT_CSS)
+        nav_bar(page)
+

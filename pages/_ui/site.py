@@ -1,0 +1,43 @@
+"""What the whole site shares and what involves no Streamlit: the page list, paths, defaults.
+
+app.py, the sidebar and Previous/Next all read ``PAGES``; deploy scripts read the paths.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SAMPLES = ROOT / "assets" / "samples"
+# Models trained in the app. Replicas of a cluster point this at one shared folder (writes are
+# atomic, see vit_core.io.loading.save_model).
+USER_MODELS = Path(os.environ.get("VIT_MODELS_DIR") or ROOT / "models")
+DEFAULT_SPEC = "bundled:shapes-vit"
+IMAGENET_DEFAULT = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
+
+# (file, title, url path, icon), in lecture order. app.py and Previous/Next both read this.
+PAGES = [
+    ("pages/overview.py", "Overview: 16x16 words", "overview", ":material/home:"),
+    ("pages/history.py", "A brief history", "history", ":material/history:"),
+    ("pages/pixels_as_tokens.py", "Why not pixels?", "pixels", ":material/grid_on:"),
+    ("pages/patches.py", "1 · Patches", "patches", ":material/apps:"),
+    ("pages/patch_embedding.py", "2 · Patch embedding", "embedding", ":material/linear_scale:"),
+    ("pages/position_embeddings.py", "3 · Position embeddings", "positions", ":material/my_location:"),
+    ("pages/self_attention.py", "4 · Self-attention", "self-attention", ":material/functions:"),
+    ("pages/attention.py", "5 · Attention maps", "attention", ":material/visibility:"),
+    ("pages/prediction.py", "6 · Prediction", "prediction", ":material/flag:"),
+    ("pages/vit_in_numbers.py", "ViT in numbers", "numbers", ":material/leaderboard:"),
+    ("pages/critics_impact.py", "Critics and impact", "impact", ":material/forum:"),
+    ("pages/train.py", "Train a ViT live", "train", ":material/model_training:"),
+    ("pages/appendix.py", "Appendix: self-attention", "appendix", ":material/menu_book:"),
+]
+
+# The PNG export of every plotly chart (the mode bar's camera button), at twice the screen size.
+PLOTLY_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
+# One colour per model family wherever ViT and CNN are compared.
+FAMILY_COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
+
+
+def sample_names() -> list[str]:
+    """The bundled sample images, sorted."""
+    return sorted(p.name for p in SAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))

@@ -1,0 +1,88 @@
+"""Every call into Streamlit's private internals, in one place, each with its fallback.
+
+Streamlit offers no public API for these four questions. Each function degrades to a safe answer
+when an upgrade moves the internal; ``tests/app/test_st_private.py`` checks that every internal
+still exists, so an upgrade that breaks one fails loudly in CI instead of silently in a lecture.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+
+def leave_legacy_pages_mode() -> bool:
+    """Tell the pages manager that st.navigation (not the pages/ folder) drives navigation.
+
+    Streamlit serves the very first script run of a fresh server in its legacy "pages/ folder"
+    mode; st.navigation flips this flag itself, Streamlit's legacy runner does not.
+
+    Returns:
+        True when the flag was set, False when the internal is gone (the page then keeps the
+        legacy layout for that one run).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        return True
+    except (ImportError, AttributeError):
+        return False
+
+
+def query_param_is_bound(key: str) -> bool:
+    """Whether a query parameter belongs to a widget (``bind="query-params"``).
+
+    Streamlit refuses to set bound parameters through st.switch_page; the widget's own state
+    carries them. Fallback: False (the caller retries without the extra parameters).
+    """
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        with get_script_run_ctx().session_state.query_params() as qp:
+            return bool(qp.is_bound(key))
+    except Exception:
+        return False
+
+
+def calling_file(candidates: dict[str, object]) -> object | None:
+    """The value of ``candidates`` (keyed by resolved file path) whose file is on the call stack.
+
+    Streamlit does not tell a helper which page script is running; the stack does.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        try:
+            hit = candidates.get(str(Path(frame.f_code.co_filename).resolve()))
+        except (OSError, ValueError):
+            hit = None
+        if hit is not None:
+            return hit
+        frame = frame.f_back
+    return None
+
+
+def session_id() -> str:
+    """This browser session's id: Streamlit's own when running in a server, else a fresh uuid."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        rc = get_script_run_ctx()
+        if rc is not None:
+            return rc.session_id
+    except ImportError:
+        pass
+    return uuid.uuid4().hex
+
+
+def session_alive(sid: str) -> bool | None:
+    """True/False when this server knows whether session ``sid`` is connected; None when it cannot say."""
+    try:
+        from streamlit.runtime import Runtime
+
+        rt = Runtime._instance
+        if type(rt) is not Runtime:  # none, or AppTest's mock
+            return None
+        return rt.is_active_session(sid) is True
+    except Exception:
+        return None

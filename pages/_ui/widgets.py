@@ -1,0 +1,43 @@
+"""Small widgets every page uses: the header (with the lecture chrome), PNG downloads, the code box."""
+from __future__ import annotations
+
+import inspect
+
+import streamlit as st
+
+from pages._ui import present
+from pages._ui.sidebar import CURRENT, Ctx, ensure_app_navigation
+from vit_core.render import figures
+
+
+def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
+    """Page title and introduction, plus the lecture tools every page shares (``present``):
+    presentation mode (?present=1) with Previous/Next, the share-this-view link and QR code, and
+    the handout download (which needs the page's Ctx: the one sidebar() returned in this run
+    when not passed)."""
+    ensure_app_navigation()
+    present.lecture_chrome(ctx if ctx is not None else CURRENT.get())
+    st.title(title)
+    st.markdown(intro)
+
+
+def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:
+    """A PNG download of the image array ``img``, encoded only when the button is clicked (a
+    deferred download) rather than on every rerun: a 1000 px mosaic costs ~170 ms to encode.
+    Clicking does not rerun the page."""
+    st.download_button(label, lambda: figures.to_png(img), file_name=filename, mime="image/png", key=key,
+                       on_click="ignore")
+
+
+def code_box(*objs) -> None:
+    """'In the code': the vit_core source that computed this page, read at run time."""
+    with st.expander("In the code", expanded=False):
+        for obj in objs:
+            st.caption(f"{obj.__module__}.{obj.__qualname__}")
+            st.code(inspect.getsource(obj), language="python")
+
+
+def clamp_state(key: str, lo, hi) -> None:
+    """Forget a remembered widget value outside this model's range (another model may be smaller)."""
+    if key in st.session_state and not lo <= st.session_state[key] <= hi:
+        del st.session_state[key]

@@ -1,0 +1,74 @@
+"""Lecture mode in a real browser: presentation mode at 1280 x 720, Next by keyboard, the handout.
+
+Starts the app on a free localhost port and drives the system's Chromium through Playwright (no
+browser download). Skipped where Chromium or Playwright is missing. Screenshots go to
+test-artifacts/lecture/ (git-ignored) for a human to look at.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, app_server, settle
+
+SHOTS = ROOT / "test-artifacts" / "lecture"
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+
+
+def test_presentation_mode_on_a_projector(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    # A deep link as the very first request of a fresh server (see pages/_ui/st_private.leave_legacy_pages_mode).
+    page.goto(server + "/history?present=1&sample=shapes-star.png", wait_until="domcontentloaded")
+    settle(page)
+    assert page.locator("h1").first.inner_text() == "A brief history"
+    from pages._ui import present
+
+    pages = present.talk()
+    assert page.get_by_text(f"2 / {len(pages)}", exact=True).is_visible()  # the talk's order
+    assert page.locator("#vit-present-mode").count() == 1 or "vit-present-mode" in page.content()
+    assert not page.locator('[data-testid="stSidebar"]').is_visible()
+    assert not page.locator('[data-testid="stHeader"]').is_visible()
+    assert page.get_by_role("button", name="Why not pixels?").is_visible()
+    size = page.evaluate("() => parseFloat(getComputedStyle(document.documentElement).fontSize)")
+    assert size >= 20  # large type
+    page.screenshot(path=str(SHOTS / "present-history-1280x720.png"))
+
+    page.keyboard.press("PageDown")  # what a presenter's clicker sends
+    page.wait_for_url("**/pixels?**", timeout=60_000)
+    settle(page)
+    assert page.locator("h1").first.inner_text() == "Why not pixels as tokens?"
+    time.sleep(1.5)
+    assert "present=1" in page.url and "sample=shapes-star.png" in page.url
+    assert "22,658,678,784" in page.content()
+    page.screenshot(path=str(SHOTS / "present-pixels-1280x720.png"))
+    page.close()
+
+
+def test_handout_downloads_and_opens_offline(server, browser, tmp_path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+    page = ctx.new_page()
+    page.goto(server + "/", wait_until="domcontentloaded")
+    settle(page)
+    page.goto(server + "/history?sample=shapes-heart.png", wait_until="domcontentloaded")
+    settle(page)
+    with page.expect_download(timeout=120_000) as dl:
+        page.get_by_role("button", name="Handout of this image (HTML)").click()
+    path = tmp_path / "handout.html"
+    dl.value.save_as(path)
+    assert dl.value.suggested_filename == "vit-handout-shapes-heart.html"
+    html = path.read_text("utf-8")
+    assert html.count('src="data:image/png;base64,') >= 8
+    # Open it with the network off: every figure must still load.
+    ctx.set_offline(True)
+    doc = ctx.new_page()
+    doc.goto(path.as_uri())
+    doc.wait_for_load_state("load")
+    sizes = doc.evaluate("() => Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    assert sizes and all(w > 0 for w in sizes), sizes
+    assert doc.locator("section").count() == 8
+    doc.screenshot(path=str(SHOTS / "handout-top.png"))
+    ctx.close()

@@ -1,0 +1,32 @@
+"""AppTest helpers shared by the page suites: run a page, rerun it, and read what it showed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from pages._ui import cache
+from pages._ui.site import SAMPLES
+from vit_core.io import images
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(page: str, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=90)
+    at.query_params.update(query)
+    return rerun(at)
+
+
+def rerun(at_or_widget) -> AppTest:
+    """Run the app again (after a widget's set_value, pass the widget) and check for tracebacks."""
+    at = at_or_widget.run()  # a widget's run() reruns its AppTest and returns it
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def shown(at: AppTest):
+    """The Analysis and the loaded model the page showed (the same cache entries)."""
+    spec, name = at.selectbox(key="model").value, at.selectbox(key="sample").value
+    data = (SAMPLES / name).read_bytes()
+    return cache.get_analysis(spec, images.image_sha256(data), data), cache.get_model(spec)

@@ -1,0 +1,103 @@
+"""Views of one cached analysis for the Self-attention, Attention maps and Prediction pages.
+
+Everything takes the cached ``explain.Analysis`` (numpy arrays) and returns numpy arrays or
+numbers: one attention row recomputed from q, k and v, [CLS] and query attention maps, head
+fusion, attention distances and logit-lens tables. No Streamlit; definitions follow ALGORITHMS.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vit_core.analysis import maps
+from vit_core.analysis.explain import Analysis
+from vit_core.io import loading
+
+FUSIONS = ("mean", "max", "min")
+
+
+def token_label(a: Analysis, t: int) -> str:
+    """Human name of token t: [CLS], a register, or a patch with its grid row and column (1-based)."""
+    n = a.num_prefix_tokens
+    if t < n:
+        return "[CLS]" if t == 0 else f"register {t}"
+    r, c = divmod(t - n, a.grid[1])
+    return f"patch {t - n} (row {r + 1}, col {c + 1})"
+
+
+@dataclass(frozen=True)
+class AttentionStep:
+    """softmax(q K^T / sqrt(d)) V for one layer, head and query token, recomputed from q, k, v."""
+
+    q: np.ndarray  # (hd,) the query vector
+    k: np.ndarray  # (T, hd) every key
+    scores: np.ndarray  # (T,) q . k_j / sqrt(hd)
+    weights: np.ndarray  # (T,) softmax of the scores, recomputed here
+    stored: np.ndarray  # (T,) the model's own attention row a.attn[layer, head, query]
+    softmax_diff: float  # max |weights - stored|
+    out: np.ndarray  # (hd,) sum_j weights_j v_j
+    out_ref: np.ndarray  # (hd,) (a.attn @ a.v)[layer, head, query]
+    out_diff: float  # max |out - out_ref|
+    best_key: int  # the key with the highest score
+
+
+def attention_step(a: Analysis, layer: int, head: int, query: int) -> AttentionStep:
+    """Recompute one attention row from the model's real q, k, v (layer, head 0-based)."""
+    q = a.q[layer, head, query].astype(np.float64)  # (hd,)
+    k = a.k[layer, head].astype(np.float64)  # (T, hd)
+    v = a.v[layer, head].astype(np.float64)  # (T, hd)
+    scores = k @ q / np.sqrt(q.shape[0])  # (T,)
+    e = np.exp(scores - scores.max())  # shifted by the maximum so exp cannot overflow
+    weights = e / e.sum()  # (T,)
+    stored = a.attn[layer, head, query]  # (T,)
+    out = weights @ v  # (hd,)
+    out_ref = a.attn[layer, head, query] @ a.v[layer, head]  # (hd,), float32 as the model did
+    return AttentionStep(
+        q=q, k=k, scores=scores, weights=weights, stored=stored,
+        softmax_diff=float(np.abs(weights - stored).max()), out=out, out_ref=out_ref,
+        out_diff=float(np.abs(out - out_ref).max()), best_key=int(scores.argmax()),
+    )
+
+
+def cls_maps(a: Analysis) -> np.ndarray:
+    """[CLS] attention over the patches for every layer and head: (L, h, gh, gw)."""
+    attn = torch.from_numpy(a.attn)
+    return np.stack([maps.cls_attention(attn[l], a.grid, a.num_prefix_tokens).numpy()
+                     for l in range(a.depth)])
+
+
+def query_maps(a: Analysis, layer: int, query: int) -> np.ndarray:
+    """Where token `query` looks in `layer` (0-based): (h, gh, gw), one map per head."""
+    return maps.query_attention(torch.from_numpy(a.attn[layer]), query, a.grid, a.num_prefix_tokens).numpy()
+
+
+def fuse(maps: np.ndarray, how: str) -> np.ndarray:
+    """Combine per-head maps (h, ...) by mean, max or min."""
+    return {"mean": maps.mean(0), "max": maps.max(0), "min": maps.min(0)}[how]
+
+
+def distances(a: Analysis, renormalize: bool) -> np.ndarray:
+    """Mean attention distance (L, h) in pixels for this image; renormalize after dropping [CLS]."""
+    if not renormalize:
+        return a.distance
+    return maps.mean_attention_distance(torch.from_numpy(a.attn), a.grid, a.patch_size,
+                                            num_prefix_tokens=a.num_prefix_tokens, renormalize=True).numpy()
+
+
+def lens_table(a: Analysis, class_names: list[str], classes: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Logit-lens probabilities (L, k) of the given classes, and their names."""
+    names = [loading.class_name(class_names, i) for i in classes]
+    return a.lens[:, classes], names
+
+
+def lens_top(a: Analysis) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer: the class [CLS] would predict if the network stopped there, and its probability."""
+    top = a.lens.argmax(1)  # (L,)
+    return top, a.lens[np.arange(len(top)), top]
+
+
+def lens_vs_output(a: Analysis) -> float:
+    """max |logit lens after the last block - the model's output probabilities| (should be ~0)."""
+    return float(np.abs(a.lens[-1] - a.probs).max())

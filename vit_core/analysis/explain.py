@@ -1,0 +1,140 @@
+"""One analysis per (model, image): the trace plus everything the explainer pages derive from it.
+
+The app runs ``analyze`` once per image and model and caches the result, so every page and every
+widget move afterwards only slices small numpy arrays. Model-level figures that do not depend on
+the image (position similarity, filter components) come from ``model_figures``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vit_core.analysis import maps
+from vit_core.model import VisionTransformer
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the pages show about one image, as small numpy arrays (read-only)."""
+
+    image: np.ndarray  # (H, W, 3) uint8: what the model sees, after resize, crop and un-normalise
+    grid: tuple[int, int]  # (gh, gw)
+    patch_size: int
+    num_prefix_tokens: int
+    patches: np.ndarray  # (N, C*P*P) normalised input values of each patch
+    patch_embed: np.ndarray  # (N, D)
+    tokens: np.ndarray  # (L+1, T, D) encoder input, then the output of each block
+    q: np.ndarray  # (L, h, T, hd)
+    k: np.ndarray  # (L, h, T, hd)
+    v: np.ndarray  # (L, h, T, hd)
+    attn: np.ndarray  # (L, h, T, T) post-softmax
+    rollout: np.ndarray  # (L, T, T) mean fusion, no discard
+    distance: np.ndarray  # (L, h) mean attention distance in pixels
+    probs: np.ndarray  # (C,) softmax of the logits (empty for feature-only models)
+    lens: np.ndarray  # (L, C) logit lens: prediction read from [CLS] after each block
+    conv_unfold_diff: float  # max |conv patch embedding - (unfold @ W^T + b)|
+    seconds: float  # time the analysis took
+
+    @property
+    def depth(self) -> int:
+        return self.attn.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.attn.shape[1]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.attn.shape[-1]
+
+
+def image_view(x: torch.Tensor, data_config: dict) -> np.ndarray:
+    """Undo the normalisation of one input (3, H, W) to show exactly what the model sees."""
+    mean = torch.tensor(data_config["mean"]).view(3, 1, 1)
+    std = torch.tensor(data_config["std"]).view(3, 1, 1)
+    img = (x * std + mean).clamp(0, 1).permute(1, 2, 0)  # (H, W, 3)
+    return (img * 255).round().to(torch.uint8).numpy()
+
+
+def analyze(model: VisionTransformer, transform, data_config: dict, image: Image.Image) -> Analysis:
+    """Trace one image through the model and derive every per-image figure the pages use.
+
+    Args:
+        model: a model in eval mode (shared; nothing is stored on it).
+        transform: the model's preprocessing (PIL -> normalised tensor).
+        data_config: timm data config (mean/std) for showing the model's view of the image.
+        image: an RGB PIL image.
+    """
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    x = transform(image).unsqueeze(0).to(device)  # (1, 3, H, W)
+    tr = model.trace(x)
+    attn = torch.stack([a[0] for a in tr.attn]).float().cpu()  # (L, h, T, T)
+    rollout = maps.attention_rollout(attn, num_prefix_tokens=tr.num_prefix_tokens)
+    distance = maps.mean_attention_distance(
+        list(attn), tr.grid, model.cfg.patch_size, num_prefix_tokens=tr.num_prefix_tokens
+    )
+    has_head = model.cfg.num_classes > 0
+    probs = tr.logits[0].float().softmax(-1) if has_head else torch.zeros(0)
+    lens = maps.logit_lens(model, tr)[:, 0] if has_head else torch.zeros(len(tr.attn), 0)
+
+    def np32(t: torch.Tensor) -> np.ndarray:
+        return t.detach().float().cpu().numpy()
+
+    return Analysis(
+        image=image_view(x[0].cpu(), data_config),
+        grid=tuple(tr.grid),
+        patch_size=model.cfg.patch_size,
+        num_prefix_tokens=tr.num_prefix_tokens,
+        patches=np32(tr.patches[0]),
+        patch_embed=np32(tr.patch_embed[0]),
+        tokens=np32(torch.stack([t[0] for t in tr.tokens])),
+        q=np32(torch.stack([t[0] for t in tr.q])),
+        k=np32(torch.stack([t[0] for t in tr.k])),
+        v=np32(torch.stack([t[0] for t in tr.v])),
+        attn=np32(attn),
+        rollout=np32(rollout),
+        distance=np32(distance),
+        probs=np32(probs),
+        lens=np32(lens),
+        conv_unfold_diff=float(maps.conv_vs_unfold(model, tr)),
+        seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """Figures that depend on the weights only (computed once per model)."""
+
+    pos_similarity: np.ndarray  # (N, gh, gw) cosine similarity tiles (paper Fig 7 centre)
+    filter_pcs: np.ndarray  # (k, P, P, C) in [0, 1] (paper Fig 7 left)
+    filter_pcs_var: np.ndarray  # (k,) explained variance ratio
+    grid: tuple[int, int]
+
+
+def model_figures(model: VisionTransformer, k: int = 28) -> ModelFigures:
+    grid = model.cfg.grid_size
+    with torch.no_grad():
+        sim = maps.position_similarity(maps.patch_pos_embed(model).float().cpu(), grid)
+        pcs, var = maps.patch_embed_pcs(model.patch_embed.proj.weight.float().cpu(), k=k)
+    return ModelFigures(sim.numpy(), pcs.numpy(), var.numpy(), grid)
+
+
+def rollout_with(a: Analysis, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
+    """Rollout with other options, recomputed from the cached attention (cheap: L small matmuls)."""
+    if head_fusion == "mean" and discard_ratio == 0.0:
+        return a.rollout
+    r = maps.attention_rollout(
+        torch.from_numpy(a.attn), head_fusion=head_fusion, discard_ratio=discard_ratio,
+        num_prefix_tokens=a.num_prefix_tokens,
+    )
+    return r.numpy()
+
+
+def patch_map(a: Analysis, row: np.ndarray) -> np.ndarray:
+    """A length-T row over tokens -> (gh, gw) map over the patches (drops [CLS] and registers)."""
+    return row[a.num_prefix_tokens :].reshape(a.grid)  # (gh, gw)

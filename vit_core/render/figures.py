@@ -1,0 +1,309 @@
+"""Figures for the pages: colour maps, overlays, grids and mosaics (numpy / PIL) and plotly charts.
+
+Heatmaps are blended onto the image here rather than shipped to the browser as raw attention
+(a ViT-B/16 attention stack is 22 MB). Fonts and line widths are sized for a projector. Every
+plotly builder here passes its figure through ``legible`` before returning it. Pictures with
+text on them (labels need a font) live in ``vit_core.render.drawing``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import MutableMapping
+
+import matplotlib
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw
+
+FONT = dict(size=18)
+# Colour maps that keep their order when a beamer washes out the mid-tones.
+CMAPS = ("inferno", "viridis", "magma", "cividis", "turbo")
+
+
+def to_png(img: np.ndarray | Image.Image) -> bytes:
+    """PNG bytes of an image array (H, W, 3) uint8 or a PIL image, for download buttons."""
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def to_jpeg(img: np.ndarray, width: int | None = None, quality: int = 92) -> bytes:
+    """JPEG bytes of an (H, W, 3) uint8 image, resized (Lanczos) to ``width`` px if given.
+
+    For images shown at a fixed width: bytes already at that width and in that format are passed
+    through by Streamlit untouched, instead of being decoded, resized and re-encoded on each rerun.
+    """
+    pil = Image.fromarray(img)
+    if width is not None and width != pil.width:
+        pil = pil.resize((width, max(1, round(pil.height * width / pil.width))), Image.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def data_uri(img: np.ndarray) -> str:
+    """A JPEG data URI of an (H, W, 3) uint8 image, for plotly's ``go.Image(source=...)``.
+
+    Shipping ``z`` instead makes plotly validate and serialise every pixel as JSON numbers
+    (~70 ms and ~1 MB for 224 x 224); a JPEG source is ~2 ms and ~30 kB.
+    """
+    return "data:image/jpeg;base64," + base64.b64encode(to_jpeg(img)).decode()
+
+
+# --- colour ----------------------------------------------------------------------------------
+
+
+def normalise(m: np.ndarray) -> np.ndarray:
+    """Stretch an array to 0..1 by its own minimum and maximum (all zeros when it is constant)."""
+    lo, hi = float(m.min()), float(m.max())
+    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m, dtype=np.float32)
+
+
+def _cmap_rgb(x: np.ndarray, cmap: str) -> np.ndarray:
+    """Values in 0..1 -> (..., 3) uint8 through a matplotlib colour map."""
+    return (matplotlib.colormaps[cmap](x)[..., :3] * 255).astype(np.uint8)
+
+
+def colorize(m: np.ndarray, cmap: str = "inferno", size: tuple[int, int] | None = None,
+             smooth: bool = False) -> np.ndarray:
+    """A 2-D map -> (H, W, 3) uint8 on its own scale (min..max), optionally resized to `size` (h, w)."""
+    rgb = _cmap_rgb(normalise(np.asarray(m, np.float32)), cmap)
+    if size is not None:
+        resample = Image.BICUBIC if smooth else Image.NEAREST
+        rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), resample))
+    return rgb
+
+
+def colorize_fixed(m: np.ndarray, cmap: str = "RdBu_r", vmin: float = -1.0, vmax: float = 1.0,
+                   scale: int = 1) -> np.ndarray:
+    """A 2-D map -> (H, W, 3) uint8 on a FIXED colour scale [vmin, vmax] (so tiles compare)."""
+    x = (np.asarray(m, np.float32) - vmin) / max(vmax - vmin, 1e-12)
+    return upscale(_cmap_rgb(np.clip(x, 0, 1), cmap), scale)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, cmap: str = "inferno", alpha: float = 0.6,
+            smooth: bool = True) -> np.ndarray:
+    """Blend a (gh, gw) map onto the image (H, W, 3) uint8; alpha is the map's opacity."""
+    h, w = image.shape[:2]
+    col = colorize(heat, cmap, size=(h, w), smooth=smooth).astype(np.float32)
+    out = (1 - alpha) * image.astype(np.float32) + alpha * col
+    return out.clip(0, 255).astype(np.uint8)
+
+
+# --- images: size, grid lines, mosaics ---------------------------------------------------------
+
+
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so small images stay crisp on a projector."""
+    return image.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else image
+
+
+def upscale_to(image: np.ndarray, target: int = 448) -> np.ndarray:
+    """Enlarge a small model input by a whole factor to about `target` px (nearest neighbour)."""
+    return upscale(image, max(1, target // max(image.shape[:2])))
+
+
+def grid_lines(draw: ImageDraw.ImageDraw, width: int, height: int, cell: int, color=(255, 255, 255),
+               line: int = 1) -> None:
+    """Draw the lines of a grid of `cell` px squares over a width x height area from the top left."""
+    for x in range(0, width + 1, cell):
+        draw.line([(x, 0), (x, height)], fill=color, width=line)
+    for y in range(0, height + 1, cell):
+        draw.line([(0, y), (width, y)], fill=color, width=line)
+
+
+def draw_grid(image: np.ndarray, patch: int, highlight: int | None = None, color=(255, 255, 255),
+              width: int = 1) -> np.ndarray:
+    """The image with the patch grid drawn on it; `highlight` outlines one patch (row-major index)."""
+    pil = Image.fromarray(image).convert("RGB")
+    d = ImageDraw.Draw(pil)
+    h, w = image.shape[:2]
+    grid_lines(d, w, h, patch, color, width)
+    if highlight is not None:
+        gw = w // patch
+        r, c = divmod(highlight, gw)
+        d.rectangle([c * patch, r * patch, (c + 1) * patch, (r + 1) * patch], outline=(0, 255, 255), width=3)
+    return np.asarray(pil)
+
+
+def mosaic(tiles: np.ndarray, cols: int, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """Lay out tiles (n, h, w, 3) uint8 on a grid with `cols` columns and a white gap."""
+    n, h, w = tiles.shape[:3]
+    rows = -(-n // cols)
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), fill, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = tiles[i]
+    return out
+
+
+def map_mosaic(maps: np.ndarray, cols: int, cmap: str = "viridis", tile: int = 64) -> np.ndarray:
+    """Each (gh, gw) map colourised (own scale) and enlarged to about `tile` px, on a grid."""
+    gh, gw = maps.shape[-2:]
+    scale = max(1, tile // max(gh, gw))
+    tiles = np.stack([colorize(m, cmap, size=(gh * scale, gw * scale)) for m in maps])
+    return mosaic(tiles, cols)
+
+
+# --- plotly ----------------------------------------------------------------------------------
+
+
+def legible(fig: go.Figure, size: int = 18) -> go.Figure:
+    """Projector-sized fonts on a plotly figure: titles, axes, ticks, legend, text, colour bars.
+
+    Streamlit's chart theme replaces the layout-wide font, so each part gets its own size too.
+    Applying it twice does no harm.
+    """
+    fig.update_layout(font_size=size, title_font_size=size + 4, legend_font_size=size - 2,
+                      hoverlabel_font_size=size - 2)
+    fig.update_xaxes(tickfont_size=size - 2, title_font_size=size)
+    fig.update_yaxes(tickfont_size=size - 2, title_font_size=size)
+    fig.update_traces(textfont_size=size - 2, selector=lambda t: "textfont" in t)
+    fig.update_traces(colorbar_tickfont_size=size - 2, colorbar_title_font_size=size - 2,
+                      selector=lambda t: t.type in ("heatmap", "contour"))
+    return fig
+
+
+def _picker(image: np.ndarray, x: np.ndarray, y: np.ndarray, marker: dict, hover: str, height: int,
+            box: tuple[float, float, float, float] | None, box_line: dict, **scatter) -> go.Figure:
+    """An image with one clickable marker per (x, y); selection events carry the marker's index."""
+    # One constructor call: plotly's update_* chain costs ~30 ms here, and pickers are rebuilt on
+    # every click.
+    shapes = [] if box is None else [dict(type="rect", x0=box[0], y0=box[1], x1=box[2], y1=box[3],
+                                          line=box_line)]
+    fig = go.Figure(
+        data=[go.Image(source=data_uri(image), hoverinfo="skip"),
+              go.Scatter(x=x, y=y, mode="markers", marker=marker, customdata=np.arange(len(x)),
+                         hovertemplate=hover + " %{customdata}<extra></extra>", **scatter)],
+        layout=dict(height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False, font=FONT,
+                    hoverlabel=dict(font=dict(size=FONT["size"] - 2)), dragmode=False,
+                    clickmode="event+select", xaxis=dict(visible=False), yaxis=dict(visible=False),
+                    shapes=shapes))
+    return fig  # already legible: axes hidden, fonts set above
+
+
+def patch_picker(image: np.ndarray, grid: tuple[int, int], patch: int, selected: int | None = None,
+                 height: int = 560) -> go.Figure:
+    """The image with one clickable marker per patch centre (plotly selection gives its index)."""
+    gh, gw = grid
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    box = None
+    if selected is not None:
+        r, c = divmod(selected, gw)
+        box = (c * patch, r * patch, (c + 1) * patch, (r + 1) * patch)
+    marker = dict(size=max(6, int(height / max(gh, gw) * 0.55)), color="rgba(255,255,255,0.12)",
+                  line=dict(width=1, color="rgba(255,255,255,0.5)"), symbol="square")
+    return _picker(image, cols * patch + patch / 2, rows * patch + patch / 2, marker, "patch", height,
+                   box, dict(color="cyan", width=4))
+
+
+def mosaic_picker(mosaic: np.ndarray, grid: tuple[int, int], pitch: int, pad: int = 2,
+                  selected: int | None = None, height: int = 560) -> go.Figure:
+    """A server-side tile mosaic as a plotly image with one invisible, clickable marker per tile.
+
+    Like patch_picker, but the markers are transparent so the tiles keep their colours;
+    hovering names the position. Selection events carry the tile index as customdata.
+    """
+    gh, gw = grid
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    tile = pitch - pad
+    box = None
+    if selected is not None:
+        r, c = divmod(int(selected), gw)
+        x0, y0 = pad + c * pitch, pad + r * pitch
+        box = (x0 - 2, y0 - 2, x0 + tile + 1, y0 + tile + 1)
+    marker = dict(size=max(6, int(height / max(gh, gw) * 0.8)), symbol="square",
+                  color="rgba(0,0,0,0.01)", line=dict(width=0))
+    # full opacity either way: plotly would otherwise dim the tiles that are not selected
+    return _picker(mosaic, pad + cols * pitch + tile / 2, pad + rows * pitch + tile / 2, marker, "position",
+                   height, box, dict(color="black", width=3),
+                   selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))
+
+
+def selected_point(event) -> int | None:
+    """The patch index a plotly_chart selection event picked, if any."""
+    try:
+        points = event.selection.points
+    except AttributeError:
+        return None
+    for p in points:
+        if p.get("customdata") is not None:
+            cd = p["customdata"]
+            return int(cd[0] if isinstance(cd, (list, tuple)) else cd)
+    return None
+
+
+def store_pick(state: MutableMapping, chart_key: str, target_key: str, count: int, offset: int = 0) -> None:
+    """Copy the index clicked in a picker chart into a widget's state (on_select callbacks).
+
+    Args:
+        state: the session state (any mapping) holding the chart's selection event.
+        chart_key: key of the plotly chart (patch_picker or mosaic_picker).
+        target_key: key of the widget that shows the choice (a slider).
+        count: number of markers; other indices are ignored.
+        offset: added to the index, e.g. the prefix tokens before the first patch.
+    """
+    idx = selected_point(state.get(chart_key))
+    if idx is not None and 0 <= idx < count:
+        state[target_key] = offset + idx
+
+
+def bar_chart(names: list[str], values: np.ndarray, title: str = "", xlabel: str = "probability") -> go.Figure:
+    """Horizontal bars, largest on top, with values printed (top-k classes)."""
+    fig = go.Figure(go.Bar(x=values[::-1], y=names[::-1], orientation="h", marker_color="#c2410c",
+                           text=[f"{v:.1%}" for v in values[::-1]], textposition="outside"))
+    fig.update_layout(title=title, font=FONT, height=80 + 48 * len(names), margin=dict(l=10, r=40, t=50, b=40),
+                      xaxis=dict(title=xlabel, range=[0, max(1e-9, float(values.max())) * 1.25]))
+    return legible(fig)
+
+
+def heatmap(z: np.ndarray, x=None, y=None, title: str = "", colorscale: str = "Inferno",
+            xlabel: str = "", ylabel: str = "", height: int = 520, zmin=None, zmax=None) -> go.Figure:
+    """A matrix as a heatmap, first row on top (as it is printed)."""
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmin=zmin, zmax=zmax))
+    fig.update_layout(title=title, font=FONT, height=height, margin=dict(l=10, r=10, t=50, b=10),
+                      xaxis_title=xlabel, yaxis_title=ylabel)
+    fig.update_yaxes(autorange="reversed")
+    return legible(fig)
+
+
+def distance_scatter(distance: np.ndarray, title: str = "Mean attention distance") -> go.Figure:
+    """Paper Fig 7 right: x = layer, y = distance in pixels from 0, one point and colour per head."""
+    L, h = distance.shape
+    # tab10/tab20 keep neighbouring heads apart; plotly's default cycle repeats after 10
+    palette = matplotlib.colormaps["tab20" if h > 10 else "tab10"].colors
+    fig = go.Figure()
+    for head in range(h):
+        r, g, b = (int(255 * c) for c in palette[head % len(palette)][:3])
+        fig.add_trace(go.Scatter(x=np.arange(1, L + 1), y=distance[:, head], mode="markers",
+                                 name=f"head {head + 1}", marker=dict(size=12, color=f"rgb({r},{g},{b})")))
+    fig.update_layout(title=title, font=FONT, height=480, xaxis_title="layer (network depth)",
+                      yaxis_title="mean attention distance (pixels)", margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_xaxes(dtick=1)
+    fig.update_yaxes(range=[0, float(distance.max()) * 1.1 + 1e-6])
+    return legible(fig)
+
+
+def vector_bars(vectors: dict[str, np.ndarray], title: str, height: int = 380) -> go.Figure:
+    """Grouped bars of a few same-length vectors over their dimensions (q, k, v, outputs)."""
+    fig = go.Figure()
+    for name, vec in vectors.items():
+        fig.add_trace(go.Bar(x=np.arange(len(vec)), y=vec, name=name))
+    fig.update_layout(title=dict(text=title, y=0.97, yanchor="top"), font=FONT, height=height,
+                      barmode="group", bargap=0.15, margin=dict(l=10, r=10, t=100, b=10),
+                      xaxis_title="dimension of the head",
+                      legend=dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom"))
+    return legible(fig)
+
+
+def log_ticks(values: list[int], keep: int, min_gap: float = 0.2) -> list[int]:
+    """A subset of positive values to label on a log axis: `keep` always, then others in order
+    when at least `min_gap` decades from every label so far (no overlapping tick labels)."""
+    chosen = [keep]
+    for v in sorted(values, key=lambda v: (v & (v - 1) != 0, v)):  # powers of two first
+        if all(abs(math.log10(v) - math.log10(c)) >= min_gap for c in chosen):
+            chosen.append(v)
+    return sorted(chosen)
