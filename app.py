@@ -5,10 +5,11 @@ under Streamlit's AppTest, which drops what this file writes before pg.run() on 
 """
 import streamlit as st
 
-from pages._ui import sidebar
+from pages._ui import sidebar, warmup
 from pages._ui.site import PAGES, ROOT
 
 sidebar.APP_STARTED = True
+warmup.precompute_gallery()
 
 st.set_page_config(page_title="ViT Explainer", page_icon=":material/grid_view:", layout="wide",
                    initial_sidebar_state="expanded")

@@ -6,10 +6,15 @@ hash confuses near-identical images).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from pages._ui import heavy
+from pages._ui.site import SAMPLES
 from vit_core import cnn
 from vit_core.analysis import attention_views, explain, maps
 from vit_core.data import vision
@@ -33,19 +38,56 @@ def get_model_figures(spec: str) -> explain.ModelFigures:
     return explain.model_figures(get_model(spec).model)
 
 
-@st.cache_resource(show_spinner=False, max_entries=24, ttl=3600)
-def get_analysis(spec: str, sha: str, _data: bytes) -> explain.Analysis:
-    loaded = get_model(spec)
-    return explain.analyze(loaded.model, loaded.transform, loaded.data_config, images.load_image(_data))
+def get_analysis(spec: str, sha: str, data: bytes, on_wait: heavy.WaitCallback | None = None) -> explain.Analysis:
+    """The analysis of image ``data`` (SHA-256 ``sha``) on model ``spec``: computed once through
+    the fair queue, then shared by every session until the byte-bounded cache evicts it."""
+    def compute() -> explain.Analysis:
+        loaded = get_model(spec)
+        return explain.analyze(loaded.model, loaded.transform, loaded.data_config, images.load_image(data))
+    return heavy.ANALYSES.get((spec, sha), compute, on_wait)
 
 
+def analysis_ready(spec: str, sha: str) -> bool:
+    return (spec, sha) in heavy.ANALYSES
+
+
+def get_relevance(spec: str, sha: str, target: int, data: bytes,
+                  on_wait: heavy.WaitCallback | None = None) -> np.ndarray:
+    """Chefer et al. relevance (gh, gw) for one class (a backward pass: through the queue)."""
+    def compute() -> np.ndarray:
+        loaded = get_model(spec)
+        x = loaded.transform(images.load_image(data)).unsqueeze(0)  # (1, 3, H, W)
+        x = x.to(next(loaded.model.parameters()).device)
+        return maps.class_relevance(loaded.model, x, target).numpy()
+    return heavy.RESULTS.get(("relevance", spec, sha, target), compute, on_wait)
+
+
+# --- the sidebar's per-run questions, answered once -------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=64)
-def get_relevance(spec: str, sha: str, target: int, _data: bytes) -> np.ndarray:
-    """Chefer et al. relevance (gh, gw) for one class."""
-    loaded = get_model(spec)
-    x = loaded.transform(images.load_image(_data)).unsqueeze(0)  # (1, 3, H, W)
-    x = x.to(next(loaded.model.parameters()).device)
-    return maps.class_relevance(loaded.model, x, target).numpy()
+def sample_bytes(name: str) -> tuple[bytes, str]:
+    """A bundled sample's bytes and SHA-256, read from disk once."""
+    data = (SAMPLES / name).read_bytes()
+    return data, images.image_sha256(data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _image_problem(sha: str, _data: bytes) -> str | None:
+    try:
+        images.load_image(_data)
+        return None
+    except images.ImageError as err:
+        return str(err)
+
+
+def image_problem(sha: str, data: bytes) -> str | None:
+    """Why image ``data`` cannot be used (None when it can), decoded once per distinct image."""
+    return _image_problem(sha, data)
+
+
+@st.cache_data(show_spinner=False, ttl=20, max_entries=64)
+def model_status(spec: str) -> loading.ModelStatus:
+    """Whether a model is bundled, cached, downloadable or unavailable; re-asked every 20 s."""
+    return loading.model_status(spec)
 
 
 # --- attention views ----------------------------------------------------------------------------
@@ -80,6 +122,39 @@ def distance_chart(spec: str, sha: str, renorm: bool, _a):
                                     f"Mean attention distance, this image ({_a.image.shape[0]} px across)")
 
 
+# --- figures and encoded images, shared by every student looking at the same view --------------
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _chart(kind: str, key: tuple, _build, _args, _kwargs) -> go.Figure:
+    return _build(*_args, **_kwargs)
+
+
+def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwargs) -> go.Figure:
+    """``build(*args, **kwargs)``, built once per (kind, key) and shared by every session.
+
+    ``key`` must name everything the figure depends on (model spec, image SHA-256, view
+    parameters): the arguments themselves are not hashed. Plotly figures cost 10-100 ms to
+    build, which a class of 100 would otherwise pay on every page run.
+    """
+    return _chart(kind, key, build, args, kwargs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _encoded(kind: str, key: tuple, _build, _args, _kwargs) -> bytes:
+    return _build(*_args, **_kwargs)
+
+
+def encoded(kind: str, key: tuple, build: Callable[..., np.ndarray], *args, fmt: str = "jpeg",
+            width: int | None = None, **kwargs) -> bytes:
+    """An image array from ``build``, encoded once per (kind, key) as JPEG (or PNG) bytes.
+
+    st.image re-encodes a numpy array on every run; bytes pass through untouched.
+    """
+    def make():
+        img = build(*args, **kwargs)
+        return figures.to_jpeg(img, width) if fmt == "jpeg" else figures.to_png(img)
+    return _encoded(kind, key + (fmt, width), make, (), {})
+
+
 # --- training page -------------------------------------------------------------------------------
 @st.cache_data(ttl=30, show_spinner=False)
 def dataset_state(name: str) -> tuple[bool, bool]:
@@ -92,3 +167,25 @@ def dataset_state(name: str) -> tuple[bool, bool]:
 @st.cache_data(show_spinner=False)
 def model_cost(vit: dict) -> dict:
     return cnn.model_cost(ViTConfig.from_dict(vit))
+
+
+# --- shortcut lesson (Critics and impact, "What did this model learn?"; appended) ---------------
+@st.cache_resource(show_spinner=False, max_entries=40)
+def shortcut_pair(spec: str, cls: int, scene: int) -> tuple[list, list[np.ndarray]]:
+    """One scene of class ``cls`` with and without its class stripes, read by the model ``spec``
+    (a bundled: or file: Shapes model): the two Readings and their rollout overlays (H, W, 3)."""
+    from vit_core.analysis import shortcut
+
+    loaded = get_model(spec)
+    readings = list(shortcut.read_pair(loaded.model, loaded.data_config, shortcut.card_config(spec), cls,
+                                       shortcut.lesson_seed(scene)))
+    return readings, [figures.overlay(r.image, r.rollout, "inferno", 0.55) for r in readings]
+
+
+@st.cache_resource(show_spinner=False, max_entries=20)
+def shortcut_class_counts(spec: str, cls: int, n: int = 40) -> dict:
+    """How often the model names class ``cls`` on ``n`` scenes, with stripes and without."""
+    from vit_core.analysis import shortcut
+
+    loaded = get_model(spec)
+    return shortcut.class_with_and_without(loaded.model, loaded.data_config, shortcut.card_config(spec), cls, n)

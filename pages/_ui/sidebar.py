@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import streamlit as st
 
 from pages._ui import st_private
-from pages._ui.cache import get_analysis, get_model, get_model_figures
-from pages._ui.site import DEFAULT_SPEC, IMAGENET_DEFAULT, SAMPLES, USER_MODELS, sample_names
+from pages._ui.cache import (analysis_ready, get_analysis, get_model, get_model_figures, image_problem,
+                             model_status, sample_bytes)
+from pages._ui.site import DEFAULT_SPEC, IMAGENET_DEFAULT, USER_MODELS, sample_names
 from vit_core.analysis import explain
 from vit_core.io import hub, images, loading
 
@@ -39,13 +40,20 @@ class Ctx:
     device: str
 
     def analysis(self) -> explain.Analysis:
-        return get_analysis(self.spec, self.sha, self.image_bytes)
+        """The image's analysis; while it waits in the queue the page shows the position."""
+        if analysis_ready(self.spec, self.sha):
+            return get_analysis(self.spec, self.sha, self.image_bytes)
+        box = st.empty()
+        try:
+            return get_analysis(self.spec, self.sha, self.image_bytes,
+                                on_wait=lambda msg: box.info(msg, icon=":material/hourglass_top:"))
+        finally:
+            box.empty()
 
     def analysis_with_status(self) -> explain.Analysis:
-        """The analysis, inside a collapsed status box that then says how long it took and where."""
-        with st.status("Analysing the image…", expanded=False) as status:
-            a = self.analysis()
-            status.update(label=f"Analysed in {a.seconds * 1000:.0f} ms on {self.device}", state="complete")
+        """The analysis, then a caption saying how long it took and where."""
+        a = self.analysis()
+        st.caption(f"Analysed in {a.seconds * 1000:.0f} ms on {self.device}")
         return a
 
     def figures(self) -> explain.ModelFigures:
@@ -81,38 +89,66 @@ def _forget_if_cleared(widget_key: str, kept_key: str) -> None:
         st.session_state.pop(kept_key, None)
 
 
-def _pick_image(bundled: bool) -> tuple[str, bytes]:
+def _kept(kept_key: str, name: str, data: bytes) -> tuple[str, bytes, str]:
+    """Keep a visitor's picture with its hash: hashing a 10 MB photo on every run costs ~20 ms."""
+    old = st.session_state.get(kept_key)
+    if old is None or old[1] is not data and old[1] != data:
+        st.session_state[kept_key] = (name, data, images.image_sha256(data))
+    return st.session_state[kept_key]
+
+
+def _pick_image(bundled: bool) -> tuple[str, bytes, str, str]:
+    """(name, bytes, SHA-256, source) of the image this run shows."""
     names = sample_names()
     source = st.sidebar.radio("Image source", ["Sample", "Upload", "Camera"], horizontal=True,
                               key="source", bind="query-params")
-    data, name = None, None
+    kept = None
     # The widgets forget their file when another page draws them, so the picture itself is kept
     # in session state (one per visitor) and reused until the visitor replaces it.
     if source == "Upload":
         up = st.sidebar.file_uploader("Your image", type=None, key="upload", help=images.ACCEPTED_HELP,
                                       on_change=_forget_if_cleared, args=("upload", "_upload"))
         if up is not None:
-            st.session_state["_upload"] = (up.name, up.getvalue())
+            kept = _kept("_upload", up.name, up.getvalue())
         elif "_upload" in st.session_state:
-            st.sidebar.caption(f"Showing your upload **{st.session_state['_upload'][0]}**; choose another "
-                               "file to replace it.")
-        name, data = st.session_state.get("_upload", (None, None))
+            kept = st.session_state["_upload"]
+            st.sidebar.caption(f"Showing your upload **{kept[0]}**; choose another file to replace it.")
     elif source == "Camera":
         shot = st.sidebar.camera_input("Take a picture", key="camera", on_change=_forget_if_cleared,
                                        args=("camera", "_camera"))
         if shot is not None:
-            st.session_state["_camera"] = ("camera", shot.getvalue())
+            kept = _kept("_camera", "camera", shot.getvalue())
         elif "_camera" in st.session_state:
+            kept = st.session_state["_camera"]
             st.sidebar.caption("Showing your last picture; take another to replace it.")
-        name, data = st.session_state.get("_camera", (None, None))
-    if data is None:
-        preferred = [n for n in names if n.startswith("shapes")] if bundled else [n for n in names if not n.startswith("shapes")]
-        default = (preferred or names)[0]
-        sample = st.sidebar.selectbox("Sample image", names, index=names.index(default), key="sample",
-                                      bind="query-params")
-        name = sample
-        data = (SAMPLES / sample).read_bytes()
-    return name, data
+    if kept is not None:
+        return kept[0], kept[1], kept[2], source.lower()
+    if source != "Sample":
+        # A reload, a shared link or a restarted server: the picture lived only in that browser
+        # tab's session. Say so where the visitor looks, instead of silently showing a sample.
+        st.warning(f"**No {'photo' if source == 'Upload' else 'picture'} here yet.** Pictures stay in "
+                   "the browser tab that sent them, so after a reload, in a shared link or when the "
+                   f"server restarts they are gone. {'Upload it' if source == 'Upload' else 'Take it'} "
+                   "again in the sidebar; meanwhile this page shows a sample image.",
+                   icon=":material/upload:")
+    preferred = [n for n in names if n.startswith("shapes")] if bundled else [n for n in names if not n.startswith("shapes")]
+    default = (preferred or names)[0]
+    sample = st.sidebar.selectbox("Sample image", names, index=names.index(default), key="sample",
+                                  bind="query-params")
+    data, sha = sample_bytes(sample)
+    return sample, data, sha, "sample"
+
+
+def _photo_on_shapes_model() -> None:
+    """A photo on the Shapes model gets one of six shape names: say so on the page, with the fix."""
+    imagenet = model_status(IMAGENET_DEFAULT)
+    fix = ("Pick **ViT-B/16 (ImageNet)** in the sidebar's Model box for real photo classes."
+           if imagenet.state in ("cached", "downloadable") else
+           "The ImageNet models are not on this machine and it is offline; try a Shapes sample image, "
+           "or before the lecture run `python -m vit_core.io.prefetch " + IMAGENET_DEFAULT + "`.")
+    st.info("**This model only knows shapes.** The bundled Shapes ViT was trained on six drawn shapes "
+            "(circle, ring, star, ...), so any photo is called one of those. The patches, embeddings and "
+            "attention below are still the real computation. " + fix, icon=":material/category:")
 
 
 def ensure_app_navigation() -> None:
@@ -134,7 +170,7 @@ def sidebar() -> Ctx:
     default = default_spec()
     spec = st.sidebar.selectbox("Model", specs, index=specs.index(default) if default in specs else 0,
                                 format_func=lambda s: labels.get(s, s), key="model", bind="query-params")
-    status = loading.model_status(spec)
+    status = model_status(spec)
     st.sidebar.caption(f"Status: **{status.state}**" + (f" · {status.size_mb:.0f} MB" if status.size_mb else "")
                        + (f" · {status.note}" if status.note and status.state not in ("bundled", "file") else ""))
     if status.state in ("downloadable", "unavailable"):
@@ -152,17 +188,18 @@ def sidebar() -> Ctx:
         st.sidebar.info("Running the bundled Shapes ViT (trained by this project, works offline). "
                         "For ImageNet predictions pick an ImageNet model and download it, or before a "
                         "lecture run `python -m vit_core.io.prefetch " + IMAGENET_DEFAULT + "`.")
-    name, data = _pick_image(loaded.source == "bundled")
-    try:
-        images.load_image(data)
-    except images.ImageError as err:
-        st.error(f"**{name}** could not be used: {err}")
-        fallback = sample_names()[0]
-        st.info(f"Showing the sample image {fallback} instead.")
-        name, data = fallback, (SAMPLES / fallback).read_bytes()
+    name, data, sha, source = _pick_image(loaded.source == "bundled")
+    problem = image_problem(sha, data)
+    if problem is not None:
+        st.error(f"**{name}** could not be used: {problem}")
+        name = sample_names()[0]
+        st.info(f"Showing the sample image {name} instead.")
+        (data, sha), source = sample_bytes(name), "sample"
+    if loaded.source == "bundled" and (source != "sample" or not name.startswith("shapes")):
+        _photo_on_shapes_model()
     st.sidebar.caption(f"Device: {loading.device_label()}")
-    ctx = Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data,
-              sha=images.image_sha256(data), device=loading.device_label())
+    ctx = Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data, sha=sha,
+              device=loading.device_label())
     CURRENT.set(ctx)
     return ctx
 

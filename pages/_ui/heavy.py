@@ -1,0 +1,184 @@
+"""Heavy work served to a whole room: a fair queue in front of the cores, a cache bounded by bytes.
+
+A class of 100 students reaches one server at once. Forward passes (an image's analysis, a
+relevance backprop) run at most ``SLOTS`` at a time (one per core), first come first served; the
+students behind them see their place in the queue. Results are shared by every session that asks
+for the same key and kept in a least-recently-used cache bounded by bytes, not entries, so that
+memory stays flat however many photos a class uploads. No Streamlit here: the caller passes a
+callback that shows the queue position.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+
+WaitCallback = Callable[[str], None]
+
+
+class FairGate:
+    """At most ``slots`` holders at a time; waiters are served in arrival order (FIFO).
+
+    A semaphore alone is not fair: under load a late arrival can overtake a student who has
+    waited for seconds. The queue also gives each waiter a position to show.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = max(1, slots)
+        self._cv = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        self._running = 0
+
+    def waiting(self) -> int:
+        with self._cv:
+            return len(self._queue)
+
+    def running(self) -> int:
+        with self._cv:
+            return self._running
+
+    def acquire(self, on_wait: WaitCallback | None = None, poll: float = 0.5) -> None:
+        """Block until this caller holds a slot, reporting its queue position while it waits."""
+        ticket = object()
+        with self._cv:
+            self._queue.append(ticket)
+            shown = None
+            while not (self._running < self.slots and self._queue[0] is ticket):
+                pos = self._queue.index(ticket) + 1
+                if on_wait is not None and pos != shown:
+                    shown = pos
+                    self._cv.release()  # never call back into the UI while holding the lock
+                    try:
+                        on_wait(f"Queued for the model: {pos} ahead of you"
+                                if pos > 1 else "Queued for the model: you are next")
+                    finally:
+                        self._cv.acquire()
+                    continue
+                self._cv.wait(poll)
+            self._queue.popleft()
+            self._running += 1
+            self._cv.notify_all()
+
+    def release(self) -> None:
+        with self._cv:
+            self._running -= 1
+            self._cv.notify_all()
+
+
+def nbytes(obj: Any) -> int:
+    """Approximate memory held by a result: numpy arrays, tensors, bytes and dataclasses of them."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj)
+    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):  # a torch tensor
+        return obj.element_size() * obj.nelement()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(nbytes(getattr(obj, f.name)) for f in dataclasses.fields(obj)) + 256
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(x) for x in obj) + 64
+    if isinstance(obj, dict):
+        return sum(nbytes(v) for v in obj.values()) + 64
+    return 64
+
+
+class SharedLRU:
+    """A process-wide cache of computed results, bounded by bytes, computing each key once.
+
+    Sessions asking for a key that another session is computing wait for that result instead
+    of computing it again; computations pass through ``gate``.
+    """
+
+    def __init__(self, max_bytes: int, gate: FairGate | None = None):
+        self.max_bytes = max_bytes
+        self.gate = gate
+        self._lock = threading.Lock()
+        self._items: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
+        self._inflight: dict[Hashable, threading.Event] = {}
+        self._bytes = 0
+        self.hits = self.misses = self.evictions = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def get(self, key: Hashable, compute: Callable[[], Any], on_wait: WaitCallback | None = None) -> Any:
+        """The cached value of ``key``, computing it (once, through the gate) when missing."""
+        while True:
+            with self._lock:
+                hit = self._items.get(key)
+                if hit is not None:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return hit[0]
+                event = self._inflight.get(key)
+                if event is None:
+                    event = self._inflight[key] = threading.Event()
+                    mine = True
+                    self.misses += 1
+                else:
+                    mine = False
+            if not mine:
+                if on_wait is not None:
+                    on_wait("Being computed for another student; it will be shared with you")
+                event.wait()
+                continue  # the owner stored it (or failed: then this session tries itself)
+            try:
+                if self.gate is not None:
+                    self.gate.acquire(on_wait)
+                try:
+                    value = compute()
+                finally:
+                    if self.gate is not None:
+                        self.gate.release()
+                self._store(key, value)
+                return value
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                event.set()
+
+    def _store(self, key: Hashable, value: Any) -> None:
+        size = nbytes(value)
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, s) = self._items.popitem(last=False)
+                self._bytes -= s
+                self.evictions += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name, "")
+    return int(v) if v.isdigit() and int(v) > 0 else default
+
+
+# One gate for every forward or backward pass the pages trigger, one slot per core by default.
+SLOTS = _env_int("VIT_ANALYSIS_SLOTS", os.cpu_count() or 1)
+GATE = FairGate(SLOTS)
+# Per-image analyses: a ViT-B/16 analysis holds ~50 MB (q, k, v, attention of 12 layers).
+ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 1200) * 2**20, GATE)
+# Smaller per-view results (relevance maps, interventions): bounded separately.
+RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
+

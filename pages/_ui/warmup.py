@@ -1,0 +1,74 @@
+"""What a fresh server does once, before (and while) the first students arrive.
+
+1. Imports what the pages would otherwise import lazily, inside figure code, in several script
+   threads at once. Plotly's validators import pandas on first use; two sessions drawing their
+   first figure at the same moment raced in that import ("partially initialized module 'pandas'
+   has no attribute 'Series'"). This module runs under Python's import lock when
+   ``pages._ui`` is first imported, so the first session finishes these imports before any
+   other session's script can reach them.
+2. Starts one background thread that analyses the bundled sample images on the default model,
+   so that the lecturer's link (a sample, the default model) is instant for the whole room.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import matplotlib
+import numpy as np
+import pandas  # noqa: F401  (imported here on purpose, see above)
+import plotly.graph_objects as go
+import plotly.io
+import plotly.tools
+import PIL.Image
+import segno  # noqa: F401  (the QR code of the share box)
+
+
+def _touch_plotly() -> None:
+    """Build and serialise one figure of every trace type the pages use, as st.plotly_chart does."""
+    z = np.zeros((2, 2))
+    fig = go.Figure(data=[go.Scatter(x=[0, 1], y=[0, 1]), go.Bar(x=["a"], y=[1]),
+                          go.Heatmap(z=z, colorbar=dict(title="c")),
+                          go.Image(z=np.zeros((2, 2, 3), dtype=np.uint8))],
+                    layout=dict(title="warm-up", xaxis=dict(type="log"), annotations=[dict(text="a")]))
+    spec = plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True)
+    plotly.io.to_json(spec, validate=False)
+    pandas.DataFrame({"a": [1]}).to_json()
+
+
+def _touch_imaging() -> None:
+    PIL.Image.init()  # registers every image plugin once, instead of on the first odd upload
+    matplotlib.colormaps["viridis"](np.zeros(1))
+
+
+_touch_plotly()
+_touch_imaging()
+
+_STARTED = threading.Event()
+
+
+def precompute_gallery() -> None:
+    """Analyse every bundled sample on the default model (shared caches), once per process.
+
+    Runs in a daemon thread; pages that need an analysis before it finishes simply join the
+    queue like any other request. ``VIT_WARMUP=0`` switches it off (tests that count work).
+    """
+    if _STARTED.is_set() or os.environ.get("VIT_WARMUP", "1") == "0":
+        return
+    _STARTED.set()
+
+    def run() -> None:
+        from pages._ui import cache, sidebar
+        from pages._ui.site import sample_names
+
+        try:
+            spec = sidebar.default_spec()
+            cache.get_model(spec)
+            cache.get_model_figures(spec)
+            for name in sample_names():
+                data, sha = cache.sample_bytes(name)
+                cache.get_analysis(spec, sha, data)
+        except Exception:  # a warm-up must never take the server down; pages compute on demand
+            pass
+
+    threading.Thread(target=run, name="vit-warmup", daemon=True).start()
