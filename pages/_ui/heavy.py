@@ -54,7 +54,7 @@ class FairGate:
                     shown = pos
                     self._cv.release()  # never call back into the UI while holding the lock
                     try:
-                        on_wait(f"Queued for the model: {pos} ahead of you"
+                        on_wait(f"Queued for the model: place {pos} in line"
                                 if pos > 1 else "Queued for the model: you are next")
                     finally:
                         self._cv.acquire()

@@ -1,0 +1,59 @@
+"""Every private Streamlit internal the app relies on still exists (pages/_ui/st_private.py).
+
+Each function there falls back quietly when an internal disappears, which would hide a broken
+upgrade: these tests fail loudly instead.
+"""
+from __future__ import annotations
+
+import inspect
+
+from streamlit.testing.v1 import AppTest
+
+from pages._ui import st_private
+
+
+def test_pages_manager_flag_exists():
+    from streamlit.runtime.pages_manager import PagesManager
+
+    assert hasattr(PagesManager, "uses_pages_directory")
+    assert st_private.leave_legacy_pages_mode() is True
+
+
+def test_runtime_singleton_and_session_probe_exist():
+    from streamlit.runtime import Runtime
+
+    assert hasattr(Runtime, "_instance")
+    assert callable(getattr(Runtime, "is_active_session", None))
+    assert st_private.session_alive("no-such-session") is None  # no server in a unit test
+
+
+def test_script_run_ctx_has_session_id_and_query_params_binding():
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from streamlit.runtime.state.query_params import QueryParams
+
+    assert callable(get_script_run_ctx)
+    assert callable(getattr(QueryParams, "is_bound", None))
+
+
+def test_the_internals_work_inside_a_real_script_run():
+    def script():
+        import streamlit as st
+
+        from pages._ui import st_private as sp
+
+        st.radio("source", ["a", "b"], key="src", bind="query-params")
+        st.write(f"sid={len(sp.session_id())} bound={sp.query_param_is_bound('src')} "
+                 f"free={sp.query_param_is_bound('nothing')} page={sp.calling_file({}) is None}")
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = at.markdown[0].value
+    assert "bound=True" in text and "free=False" in text and "page=True" in text
+    assert "sid=0" not in text
+
+
+def test_calling_file_finds_the_caller():
+    here = str(inspect.getfile(test_calling_file_finds_the_caller))
+    from pathlib import Path
+
+    assert st_private.calling_file({str(Path(here).resolve()): "me"}) == "me"

@@ -1,0 +1,111 @@
+"""The lecture hall's fair queue and byte-bounded shared cache (pages/_ui/heavy.py)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from pages._ui.heavy import FairGate, SharedLRU, nbytes
+
+
+def test_gate_serves_in_arrival_order_and_reports_positions():
+    gate = FairGate(1)
+    gate.acquire()  # the first student holds the only slot
+    order, positions = [], {}
+
+    def student(i):
+        gate.acquire(on_wait=lambda msg: positions.setdefault(i, msg))
+        order.append(i)
+        time.sleep(0.01)
+        gate.release()
+
+    threads = []
+    for i in range(5):
+        t = threading.Thread(target=student, args=(i,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)  # arrive one after the other
+    assert gate.waiting() == 5
+    gate.release()
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2, 3, 4]
+    assert "you are next" in positions[0] and "place 5 in line" in positions[4]
+
+
+def test_gate_never_runs_more_than_its_slots():
+    gate, running, peak, lock = FairGate(2), [0], [0], threading.Lock()
+
+    def work():
+        gate.acquire()
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        gate.release()
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert peak[0] == 2
+
+
+def test_cache_is_bounded_by_bytes_and_evicts_least_recently_used():
+    c = SharedLRU(max_bytes=3 * 1000 + 10)
+    for k in "abc":
+        c.get(k, lambda: np.zeros(1000, np.uint8))
+    c.get("a", lambda: None)  # touch a: b is now the oldest
+    c.get("d", lambda: np.zeros(1000, np.uint8))
+    assert "b" not in c and all(k in c for k in "acd")
+    assert c.bytes <= c.max_bytes and c.evictions == 1
+
+
+def test_concurrent_requests_for_one_key_compute_once():
+    calls, c = [], SharedLRU(10**9, FairGate(2))
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.2)
+        return np.ones(10)
+
+    out, waits = [], []
+    threads = [threading.Thread(target=lambda: out.append(c.get("k", compute, waits.append))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert len(calls) == 1 and len(out) == 8 and all(o is out[0] for o in out)
+    assert any("another student" in w for w in waits)
+
+
+def test_a_failed_computation_is_not_cached_and_others_retry():
+    c, n = SharedLRU(10**9), [0]
+
+    def flaky():
+        n[0] += 1
+        if n[0] == 1:
+            raise RuntimeError("boom")
+        return 1
+
+    try:
+        c.get("k", flaky)
+    except RuntimeError:
+        pass
+    assert "k" not in c
+    assert c.get("k", flaky) == 1
+
+
+def test_nbytes_counts_arrays_in_dataclasses():
+    from dataclasses import dataclass
+
+    @dataclass
+    class A:
+        x: np.ndarray
+        y: tuple
+
+    assert nbytes(A(np.zeros(100, np.float32), (np.zeros(10, np.uint8),))) >= 410
