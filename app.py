@@ -11,11 +11,13 @@ from pages._ui.site import PAGES, ROOT
 sidebar.APP_STARTED = True
 warmup.precompute_gallery()
 
+# "auto": open beside the page on a wide screen, collapsed on a phone (where it would cover it).
 st.set_page_config(page_title="ViT Explainer", page_icon=":material/grid_view:", layout="wide",
-                   initial_sidebar_state="expanded")
-pg = st.navigation(expanded=True, pages=[
-    st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, default=(i == 0))
-    for i, (path, title, url, icon) in enumerate(PAGES)
-    if (ROOT / path).exists()
-])
+                   initial_sidebar_state="auto")
+pages = [st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, default=(i == 0))
+         for i, (path, title, url, icon) in enumerate(PAGES) if (ROOT / path).exists()]
+# The first page lives at "/"; its navigation name must work as a URL too (/overview).
+path, title, url, icon = PAGES[0]
+pages.append(st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, visibility="hidden"))
+pg = st.navigation(pages, expanded=True)
 pg.run()

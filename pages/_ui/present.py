@@ -45,7 +45,7 @@ html {{ font-size: 21px !important; }}
 .stApp h1 {{ font-size: 2.3rem !important; font-weight: 800 !important; color: #000000 !important; padding-top: 0.2rem !important; }}
 .stApp h2, .stApp h3 {{ font-weight: 750 !important; color: #000000 !important; }}
 .stApp a {{ color: #0b3fb3 !important; text-decoration: underline !important; }}
-[data-testid="stMetricValue"] {{ font-size: 1.9rem !important; color: #000000 !important; font-weight: 700 !important; }}
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] p, [data-testid="stMetricValue"] div {{ font-size: 1.9rem !important; line-height: 1.2 !important; color: #000000 !important; font-weight: 700 !important; }}
 [data-testid="stMetricLabel"] p {{ font-size: 1rem !important; color: #000000 !important; }}
 .stApp button {{ border-width: 2px !important; border-color: #000000 !important; }}
 .stApp button p {{ font-weight: 700 !important; }}
@@ -53,6 +53,67 @@ html {{ font-size: 21px !important; }}
 /* Plotly's axis labels, titles and legends in black (data labels keep their own colours). */
 .js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .xtitle, .js-plotly-plot .ytitle,
 .js-plotly-plot .gtitle, .js-plotly-plot .legendtext, .js-plotly-plot .cbaxis text {{ fill: #000000 !important; }}
+/* The control bar stays on screen while a long page scrolls. */
+.st-key-vx_navbar {{ position: sticky; top: 0; z-index: 1000; background: #ffffff; padding: 0.25rem 0 0.35rem 0; border-bottom: 2px solid #000000; }}
+.st-key-vx_navbar button p {{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; line-height: 1.15; }}
+/* A phone that followed the QR code: the slide, large; no clicker hints, QR or Exit. */
+@media (max-width: 640px) {{
+  html {{ font-size: 17px !important; }}
+  [data-testid="stMainBlockContainer"] {{ padding: 0.4rem 0.7rem 2rem 0.7rem !important; }}
+  .st-key-vx_navbar [data-testid="stColumn"] {{ min-width: 0 !important; }}
+  .st-key-_present_qr, .st-key-_present_exit, .vx-keys {{ display: none !important; }}
+  .st-key-vx_navbar [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; gap: 0.3rem !important; }}
+}}
+</style>
+"""
+
+# A presenter's clicker sends PageDown / PageUp: scroll the slide, and move on only at its end.
+# Streamlit's own button shortcuts would change page at once, so the keys are handled here.
+CLICKER_JS = """
+<script>
+(function () {
+  if (window.__vxClicker) return;
+  window.__vxClicker = true;
+  function scroller() {
+    const cands = [document.querySelector('[data-testid="stMain"]'),
+                   document.querySelector('[data-testid="stAppViewContainer"]'),
+                   document.scrollingElement];
+    for (const el of cands) { if (el && el.scrollHeight - el.clientHeight > 2) return el; }
+    return document.scrollingElement;
+  }
+  function press(key) {
+    const b = document.querySelector('.st-key-' + key + ' button');
+    if (b && !b.disabled) { b.click(); return true; }
+    return false;
+  }
+  window.addEventListener('keydown', function (e) {
+    if (!document.querySelector('.st-key-_present_next')) return;  // not in presentation mode
+    const t = e.target;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+    const el = scroller();
+    const atEnd = el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
+    const atTop = el.scrollTop <= 2;
+    let handled = true;
+    if (e.key === 'ArrowRight') press('_present_next');
+    else if (e.key === 'ArrowLeft') press('_present_prev');
+    else if (e.key === 'PageDown' || (e.key === ' ' && !e.shiftKey)) {
+      if (atEnd) press('_present_next'); else el.scrollBy({top: el.clientHeight * 0.85});
+    } else if (e.key === 'PageUp') {
+      if (atTop) press('_present_prev'); else el.scrollBy({top: -el.clientHeight * 0.85});
+    } else handled = false;
+    if (handled) { e.preventDefault(); e.stopImmediatePropagation(); }
+  }, true);
+})();
+</script>
+"""
+
+# On every page: plotly's mode bar is hover-only on a mouse but always shown on touch, where it
+# prints over figure titles; and no image may be wider than a phone's screen.
+BASE_CSS = """
+<style>
+@media (hover: none) { .js-plotly-plot .modebar-container { display: none !important; } }
+[data-testid="stImage"] img, [data-testid="stImageContainer"] img { max-width: 100% !important; height: auto !important; }
+[data-testid="stMainBlockContainer"] { overflow-x: hidden; }
 </style>
 """
 
@@ -154,25 +215,25 @@ def _pending_go() -> None:
 
 
 def nav_bar(page) -> None:
-    """Presentation mode's top bar: Previous, where we are, the QR code, Exit, Next."""
+    """Presentation mode's top bar (sticky): Previous, where we are, the QR code, Exit, Next."""
     prev, nxt, pos, count = neighbours(page)
-    c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.1, 1.3, 1.2, 4], vertical_alignment="center")
-    with c_prev:
-        st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
-                  width="stretch", shortcut="PageUp", help="Previous page of the talk (PageUp)",
-                  on_click=_request_go, args=(prev,))
-    c_mid.markdown(f"<div style='text-align:center;font-size:1rem;white-space:nowrap'><b>{pos} / {count}</b></div>",
-                   unsafe_allow_html=True, help=f"Page {pos} of {count} of the talk")
-    with c_qr:
-        with st.popover("QR", icon=":material/qr_code_2:", width="stretch", help="A link and QR code for the audience"):
-            share_box(page, large=True)
-    with c_exit:
-        st.button("Exit", key="_present_exit", on_click=_set_present, args=(False,), width="stretch",
-                  help="Leave presentation mode (shows the sidebar again)")
-    with c_next:
-        st.button(f"{nxt[1]} ▶" if nxt else "End ▶", key="_present_next", disabled=nxt is None,
-                  width="stretch", type="primary", shortcut="PageDown", help="Next page of the talk (PageDown)",
-                  on_click=_request_go, args=(nxt,))
+    with st.container(key="vx_navbar"):
+        c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.6, 1.3, 1.2, 4], vertical_alignment="center")
+        with c_prev:
+            st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
+                      width="stretch", on_click=_request_go, args=(prev,))
+        c_mid.markdown(f"<div style='text-align:center;font-size:1rem;white-space:nowrap'><b>{pos} / {count}</b>"
+                       "<div class='vx-keys' style='font-size:0.62rem;line-height:1.1'>PageDown scrolls, "
+                       "then moves on · → ←</div></div>", unsafe_allow_html=True)
+        with c_qr, st.container(key="_present_qr"):
+            with st.popover("QR", icon=":material/qr_code_2:", width="stretch",
+                            help="A link and QR code for the audience"):
+                share_box(page, large=True)
+        with c_exit:
+            st.button("Exit", key="_present_exit", on_click=_set_present, args=(False,), width="stretch")
+        with c_next:
+            st.button(f"{nxt[1]} ▶" if nxt else "End ▶", key="_present_next", disabled=nxt is None,
+                      width="stretch", type="primary", on_click=_request_go, args=(nxt,))
 
 
 # --- sharing --------------------------------------------------------------------------------
@@ -295,14 +356,17 @@ def lecture_chrome(ctx=None) -> None:
     side = st.sidebar
     side.markdown("#### Lecture")
     side.toggle("Presentation mode", key="_present_toggle", on_change=_toggle_changed,
-                help="Projector layout: no sidebar or toolbar, large high-contrast type, Previous/Next "
-                     "buttons (PageUp/PageDown). Same as adding ?present=1 to the URL.")
+                help="Projector layout: no sidebar or toolbar, large high-contrast type, a sticky "
+                     "Previous/Next bar. PageDown scrolls the page and moves on at its end (what a "
+                     "clicker sends); → and ← change page at once. Same as adding ?present=1 to the URL.")
     if not present:  # presentation mode has its own QR button in the top bar
         with side.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
             share_box(page)
     if ctx is not None:
         handout_button(ctx, side)
+    st.html(BASE_CSS)
     if present:
         st.html(PRESENT_CSS)
+        st.html(CLICKER_JS, unsafe_allow_javascript=True)
         nav_bar(page)
 

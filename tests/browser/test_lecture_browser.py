@@ -36,7 +36,27 @@ def test_presentation_mode_on_a_projector(server, browser):
     assert size >= 20  # large type
     page.screenshot(path=str(SHOTS / "present-history-1280x720.png"))
 
-    page.keyboard.press("PageDown")  # what a presenter's clicker sends
+    # What a presenter's clicker sends: on a page taller than the screen, PageDown scrolls first,
+    # the control bar stays in view, and only at the end of the page does it move on.
+    scroll_js = """() => { const c = [document.querySelector('[data-testid="stMain"]'),
+        document.querySelector('[data-testid="stAppViewContainer"]'), document.scrollingElement];
+        const el = c.find(e => e && e.scrollHeight - e.clientHeight > 2) || document.scrollingElement;
+        return [el.scrollTop, el.scrollHeight - el.clientHeight]; }"""
+    top, room = page.evaluate(scroll_js)
+    assert room > 50, "the history page should be taller than a 720p screen"
+    page.keyboard.press("PageDown")
+    time.sleep(1.0)
+    assert "/history" in page.url, "PageDown changed page before the end of a long page"
+    assert page.evaluate(scroll_js)[0] > top + 100
+    bar = page.locator(".st-key-vx_navbar").bounding_box()
+    assert bar is not None and bar["y"] >= -1 and bar["y"] < 80, bar  # sticky: still on screen
+    assert page.get_by_role("button", name="Why not pixels?").is_visible()
+    page.screenshot(path=str(SHOTS / "present-history-scrolled-1280x720.png"))
+    for _ in range(30):  # each press scrolls 85 % of a screen; the page is at most a few screens
+        if "/pixels" in page.url:
+            break
+        page.keyboard.press("PageDown")
+        time.sleep(0.4)
     page.wait_for_url("**/pixels?**", timeout=60_000)
     settle(page)
     assert page.locator("h1").first.inner_text() == "Why not pixels as tokens?"
@@ -72,3 +92,13 @@ def test_handout_downloads_and_opens_offline(server, browser, tmp_path):
     assert doc.locator("section").count() == 8
     doc.screenshot(path=str(SHOTS / "handout-top.png"))
     ctx.close()
+
+
+def test_every_navigation_name_is_a_working_url(server, browser):
+    """/overview (the first page's name) must open the overview, not "Page not found"."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(server + "/overview", wait_until="domcontentloaded")
+    settle(page)
+    assert "16x16" in page.locator("h1").first.inner_text()
+    assert page.get_by_text("Page not found").count() == 0
+    page.close()
