@@ -6,11 +6,17 @@
    has no attribute 'Series'"). This module runs under Python's import lock when
    ``pages._ui`` is first imported, so the first session finishes these imports before any
    other session's script can reach them.
-2. Starts one background thread that analyses the bundled sample images on the default model,
+2. Moves everything imported so far into the garbage collector's permanent generation
+   (``gc.freeze``). Torch, plotly, pandas and Streamlit leave ~500,000 tracked objects; a full
+   collection walks all of them (0.3-0.8 s on the 2-core server), and Streamlit used to run one
+   after every page run of every student (``runner.postScriptGC``, now off in config.toml). Frozen
+   objects are never walked again; what pages create later is still collected as usual.
+3. Starts one background thread that analyses the bundled sample images on the default model,
    so that the lecturer's link (a sample, the default model) is instant for the whole room.
 """
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -41,8 +47,15 @@ def _touch_imaging() -> None:
     matplotlib.colormaps["viridis"](np.zeros(1))
 
 
+def freeze_heap() -> None:
+    """Collect once, then exempt every object alive now from later collections."""
+    gc.collect()
+    gc.freeze()
+
+
 _touch_plotly()
 _touch_imaging()
+freeze_heap()
 
 _STARTED = threading.Event()
 
@@ -62,6 +75,8 @@ def precompute_gallery() -> None:
         from pages._ui.site import sample_names
 
         try:
+            import timm  # noqa: F401  (ImageNet and random: models need it; import it off the page path)
+
             spec = sidebar.default_spec()
             cache.get_model(spec)
             cache.get_model_figures(spec)
@@ -70,5 +85,6 @@ def precompute_gallery() -> None:
                 cache.get_analysis(spec, sha, data)
         except Exception:  # a warm-up must never take the server down; pages compute on demand
             pass
+        freeze_heap()
 
     threading.Thread(target=run, name="vit-warmup", daemon=True).start()
