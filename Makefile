@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test venv dev bench model clean
+.PHONY: run test venv dev bench model clean cluster cluster-stop
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,20 @@ bench: $(VENV)/.dev
 	$(PY) bench/shapes_speed.py
 
 model: $(VENV)/.runtime
-	$(PY) -m vit_core.training.loop --preset shapes-demo --out assets/models/shapes-vit
+	$(PY) -m vit_core.training --preset shapes-demo --out assets/models/shapes-vit
+
+# N replicas behind HAProxy with sticky sessions (deploy/README.md); Ctrl-C or `make cluster-stop` stops it.
+# PORT here defaults to 8600 (8501 stays `make run`'s), unless given on the command line or in the environment.
+# BIND=0.0.0.0 serves a hall (default: this machine only).
+REPLICAS ?= 2
+BIND ?= 127.0.0.1
+CLUSTER_PORT := $(if $(filter file,$(origin PORT)),8600,$(PORT))
+
+cluster: $(VENV)/.runtime
+	$(PY) deploy/cluster.py start --replicas $(REPLICAS) --port $(CLUSTER_PORT) --bind $(BIND)
+
+cluster-stop:
+	$(if $(wildcard $(PY)),$(PY),python3) deploy/cluster.py stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -151,6 +151,12 @@ def check_k8s(path: Path) -> list[str]:
         sticky_svc = any(d.get("kind") == "Service" and (d.get("spec") or {}).get("sessionAffinity") == "ClientIP"
                          for d in docs)
         ingresses = [d for d in docs if d.get("kind") == "Ingress"]
+        for svc in (d for d in docs if d.get("kind") == "Service"):
+            sspec = svc.get("spec") or {}
+            if sspec.get("type") in ("LoadBalancer", "NodePort") and sspec.get("sessionAffinity") != "ClientIP":
+                problems.append(f"{path.name}: Service '{svc['metadata']['name']}' ({sspec['type']}) spreads "
+                                f"Deployment '{name}' ({spec['replicas']} replicas) with no session affinity. "
+                                f"Accepted: {ACCEPTED_K8S}.")
         for ing in ingresses:
             notes = (ing.get("metadata") or {}).get("annotations") or {}
             if notes.get("nginx.ingress.kubernetes.io/affinity") != "cookie" and not sticky_svc:

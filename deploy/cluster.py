@@ -7,8 +7,8 @@
 Every replica gets the same cookie secret (``STREAMLIT_SERVER_COOKIE_SECRET``, one generated per
 start when unset) and the same ``VIT_MODELS_DIR`` (default ``<repo>/models``), so a model trained
 on one replica is listed on all. The run directory (``<repo>/.cluster``) holds the rendered
-HAProxy config, one log per process and ``state.json`` (pids and ports) for ``stop``.
-Tests use :func:`start_cluster`.
+HAProxy config, one log per process and ``state.json`` (pids and ports) for ``stop``. Tests use
+:func:`start_cluster`.
 """
 from __future__ import annotations
 
@@ -106,9 +106,9 @@ class Cluster:
 
     def server_states(self) -> dict[str, str]:
         """HAProxy's view of each replica, e.g. {"r1": "UP", "r2": "DOWN"}, from the stats CSV."""
-        _, text = _get(self.stats_url + ";csv")
-        rows = [ln.split(",") for ln in text.splitlines() if ln and not ln.startswith("#")]
-        return {r[1]: r[17] for r in rows if r[0] == "replicas" and r[1] not in ("FRONTEND", "BACKEND")}
+        head, *rows = [ln.lstrip("# ").split(",") for ln in _get(self.stats_url + ";csv")[1].splitlines() if ln]
+        col = head.index("status")
+        return {r[1]: r[col] for r in rows if r[0] == "replicas" and r[1] not in ("FRONTEND", "BACKEND")}
 
     def kill_replica(self, i: int) -> None:
         """SIGKILL replica ``i`` (0-based) as a crash would; HAProxy notices by its health checks."""
@@ -129,10 +129,9 @@ class Cluster:
 
 def _kill(proc: subprocess.Popen, sig: int, grace_s: float = 10.0) -> None:
     """Signal ``proc``'s process group (each was started in its own), SIGKILL after ``grace_s``."""
-    if proc.poll() is not None:
-        return
     try:
-        os.killpg(proc.pid, sig)
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
         proc.wait(grace_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -143,7 +142,7 @@ def _kill(proc: subprocess.Popen, sig: int, grace_s: float = 10.0) -> None:
 
 def start_cluster(replicas: int, port: int, sticky: bool = True, env: dict | None = None,
                   stats_port: int | None = None, run_dir: Path | str | None = None,
-                  timeout_s: float = 120.0) -> Cluster:
+                  timeout_s: float = 120.0, bind: str = "127.0.0.1") -> Cluster:
     """Start ``replicas`` Streamlit servers and HAProxy in front of them on ``port``.
 
     The HAProxy config is rendered and checked before any process starts, so a non-sticky
@@ -151,19 +150,20 @@ def start_cluster(replicas: int, port: int, sticky: bool = True, env: dict | Non
 
     Args:
         replicas: Number of Streamlit servers.
-        port: The students' port (HAProxy on 127.0.0.1).
+        port: The students' port (HAProxy's).
         sticky: False only for the test that proves the check refuses it.
         env: Extra environment for the replicas (overrides ours).
         stats_port: HAProxy's stats port; a free one when None.
         run_dir: Config, logs and state.json; ``<repo>/.cluster`` when None.
         timeout_s: How long to wait for every replica and HAProxy to be healthy.
+        bind: HAProxy's address for students (0.0.0.0 in a hall); replicas stay on 127.0.0.1.
 
     Returns:
         The running :class:`Cluster`; call ``stop()`` (or use it as a context manager).
     """
     run = Path(run_dir or RUN_DIR)
     ports, stats_port = [free_port() for _ in range(replicas)], stats_port or free_port()
-    cfg = render_config(ports, port, stats_port, sticky=sticky)
+    cfg = render_config(ports, port, stats_port, sticky=sticky, bind=bind)
     problems = check_config.check_haproxy(cfg)
     if problems:
         raise check_config.ConfigError("; ".join(problems))
@@ -174,9 +174,8 @@ def start_cluster(replicas: int, port: int, sticky: bool = True, env: dict | Non
     (run / "haproxy.cfg").write_text(cfg)
     subprocess.run([haproxy_bin, "-c", "-q", "-f", str(run / "haproxy.cfg")], check=True)
     shared = {"STREAMLIT_SERVER_COOKIE_SECRET": os.environ.get("STREAMLIT_SERVER_COOKIE_SECRET")
-              or secrets.token_urlsafe(32),
-              "VIT_MODELS_DIR": os.environ.get("VIT_MODELS_DIR") or str(ROOT / "models"),
-              "PYTHONUNBUFFERED": "1"}
+              or secrets.token_urlsafe(32), "PYTHONUNBUFFERED": "1",
+              "VIT_MODELS_DIR": os.environ.get("VIT_MODELS_DIR") or str(ROOT / "models")}
     cluster = Cluster(url=f"http://127.0.0.1:{port}", stats_url=f"http://127.0.0.1:{stats_port}/haproxy?stats",
                       run_dir=run)
     try:
@@ -220,39 +219,34 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def args_desc(state: dict) -> str:
-    return f"{len(state['replicas'])} replicas on {state['url']}"
+def _ours(state: dict) -> list[int]:
+    """The state file's HAProxy and replica pids still running as such (a pid may have been reused)."""
+    pids = [state["haproxy_pid"]] * bool(state["haproxy_pid"]) + [r["pid"] for r in state["replicas"]]
+    return [pid for pid in pids if any(name in _cmdline(pid) for name in (b"streamlit", b"haproxy"))]
 
 
-def stop_from_state(run_dir: Path | str | None = None) -> int:
-    """Stop a cluster started by another process, from its ``state.json``; the number of processes signalled."""
+def stop_from_state(run_dir: Path | str | None = None) -> bool:
+    """Stop a cluster that another process started, from its ``state.json``; False if none ran."""
     path = Path(run_dir or RUN_DIR) / "state.json"
     if not path.exists():
         print(f"no cluster running ({path} not found)")
-        return 0
+        return False
     state = json.loads(path.read_text())
     manager = state.get("manager_pid")
-    if manager and b"cluster.py" in _cmdline(manager):  # `make cluster` in another shell: it stops all itself
+    if manager and b"cluster.py" in _cmdline(manager):  # `make cluster` in another shell stops all itself
         os.kill(manager, signal.SIGTERM)
         end = time.monotonic() + 20
-        while time.monotonic() < end and Path(f"/proc/{manager}").exists():
+        while time.monotonic() < end and _cmdline(manager):
             time.sleep(0.2)
-    pids = [state["haproxy_pid"]] * bool(state["haproxy_pid"]) + [r["pid"] for r in state["replicas"]]
-    signalled = 0
-    for pid in pids:
-        cmd = _cmdline(pid)  # only a process we started: a pid may have been reused since
-        if b"streamlit" in cmd or b"haproxy" in cmd:
-            os.killpg(pid, signal.SIGTERM)
-            signalled += 1
-    end = time.monotonic() + 10
-    while time.monotonic() < end and any(Path(f"/proc/{pid}").exists() for pid in pids):
-        time.sleep(0.2)
-    for pid in pids:  # a replica busy in a training step may ignore SIGTERM for a while
-        if b"streamlit" in _cmdline(pid) or b"haproxy" in _cmdline(pid):
-            os.killpg(pid, signal.SIGKILL)
+    for sig, grace_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):  # SIGKILL: a busy training step
+        for pid in _ours(state):
+            os.killpg(pid, sig)
+        end = time.monotonic() + grace_s
+        while time.monotonic() < end and _ours(state):
+            time.sleep(0.2)
     path.unlink(missing_ok=True)
-    print(f"stopped the cluster of {args_desc(state)}" if manager or signalled else "nothing left to stop")
-    return signalled
+    print(f"stopped the cluster on {state['url']} ({len(state['replicas'])} replicas)")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8600)
     ap.add_argument("--stats-port", type=int, default=None, help="default: PORT + 1")
     ap.add_argument("--run-dir", default=str(RUN_DIR))
+    ap.add_argument("--bind", default="127.0.0.1", help="HAProxy's address; 0.0.0.0 to serve a hall")
     args = ap.parse_args(argv)
     stats_port = args.stats_port or args.port + 1
     if args.command == "stop":
@@ -271,13 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "render":
         print(render_config([8501 + i for i in range(args.replicas)], args.port, stats_port), end="")
         return 0
-    if (Path(args.run_dir) / "state.json").exists():
+    state = Path(args.run_dir) / "state.json"
+    if state.exists() and _ours(json.loads(state.read_text())):
         print(f"a cluster may be running already ({args.run_dir}/state.json): `make cluster-stop` first",
               file=sys.stderr)
         return 1
     t0 = time.monotonic()
     try:
-        cluster = start_cluster(args.replicas, args.port, stats_port=stats_port, run_dir=args.run_dir)
+        cluster = start_cluster(args.replicas, args.port, stats_port=stats_port, run_dir=args.run_dir, bind=args.bind)
     except check_config.ConfigError as e:
         print(f"refused: {e}", file=sys.stderr)
         return 1

@@ -261,7 +261,8 @@ def save_model(path: str | os.PathLike, model: nn.Module, class_names: list[str]
     side = {"format": FORMAT, "vit": model.cfg.to_dict(), "class_names": list(class_names),
             "data_config": dc, "description": desc, "meta": meta}
     text = json.dumps(side, indent=2)  # fails before anything is written if meta is not JSON
-    tmp = st.with_name(st.name + ".tmp")
+    # A writer-unique temp name: replicas of a cluster save into one shared folder.
+    tmp = st.with_name(f"{st.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
               metadata={"format": "pt", "vit-explainer": FORMAT})
     os.replace(tmp, st)

@@ -1,4 +1,4 @@
-"""A minimal Streamlit browser session for the load tests: cookies, the websocket, one upload.
+"""A minimal Streamlit browser session for the load tests (tests/load): cookies, the websocket, one upload.
 
 It speaks the same protocol as Streamlit's frontend, through whatever balancer is in front:
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import http.cookiejar
+import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
