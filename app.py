@@ -14,9 +14,10 @@ warmup.precompute_gallery()
 # "auto": open beside the page on a wide screen, collapsed on a phone (where it would cover it).
 st.set_page_config(page_title="ViT Explainer", page_icon=":material/grid_view:", layout="wide",
                    initial_sidebar_state="auto")
-pages = [st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, default=(i == 0))
+pages = [st.Page(str(ROOT / path), title=title, url_path=url if i else "index", icon=icon, default=(i == 0))
          for i, (path, title, url, icon) in enumerate(PAGES) if (ROOT / path).exists()]
-# The first page lives at "/"; its navigation name must work as a URL too (/overview).
+# The first page lives at "/"; its navigation name must work as a URL too (/overview). Streamlit
+# serves the default page only at "/", so the same script is also registered, hidden, there.
 path, title, url, icon = PAGES[0]
 pages.append(st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, visibility="hidden"))
 pg = st.navigation(pages, expanded=True)

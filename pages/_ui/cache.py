@@ -189,3 +189,78 @@ def shortcut_class_counts(spec: str, cls: int, n: int = 40) -> dict:
 
     loaded = get_model(spec)
     return shortcut.class_with_and_without(loaded.model, loaded.data_config, shortcut.card_config(spec), cls, n)
+
+
+# --- What if? (pages/what_if.py): interventions, faithfulness checks, one patch's life; appended --
+# Keys: (spec, image SHA-256, view parameters); the image bytes and the Analysis ride along unhashed.
+# Each entry runs on the shared model without changing it (functional forward, deep copies).
+def _wi_input(spec: str, data: bytes, size: int | None = None):
+    """(loaded model, normalised input (1, 3, H, W) on the model's device), at ``size`` px if given."""
+    from vit_core.analysis import interventions
+
+    loaded = get_model(spec)
+    image = images.load_image(data)
+    if size and size != loaded.model.cfg.img_size:
+        x = interventions.input_at_size(image, loaded.data_config, size, loaded.model.cfg.patch_size)
+    else:
+        x = loaded.transform(image).unsqueeze(0)  # (1, 3, H, W)
+    return loaded, x.to(next(loaded.model.parameters()).device)
+
+
+@st.cache_resource(show_spinner=False, max_entries=96, ttl=3600)
+def wi_run(spec: str, sha: str, hidden: tuple[int, ...], mode: str, pos: str, readout: str, size: int,
+           _data: bytes):
+    """One intervention: ``hidden`` patches replaced (``mode``), position embeddings ``pos``,
+    ``readout`` ("" = as trained), input ``size`` px. An interventions.Run (image, probs, rollout)."""
+    from vit_core.analysis import interventions
+
+    loaded, x = _wi_input(spec, _data, size)
+    if hidden:
+        x = interventions.mask_patches(x, list(hidden), loaded.model.cfg.patch_size, mode)
+    return interventions.run(loaded.model, x, loaded.data_config, pos, readout or None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, ttl=3600)
+def wi_saliency(spec: str, sha: str, method: str, _data: bytes) -> np.ndarray:
+    """A saliency map (gh, gw): raw_attention, rollout, chefer (predicted class) or random."""
+    from vit_core.analysis import faithfulness
+
+    loaded, x = _wi_input(spec, _data)
+    return faithfulness.explanation_map(loaded.model, x, method)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
+def wi_shuffle(spec: str, sha: str, pos: str, seed: int, _data: bytes):
+    """(interventions.ShuffleResult, the shuffled input as the model sees it (H, W, 3) uint8)."""
+    from vit_core.analysis import interventions
+
+    loaded, x = _wi_input(spec, _data)
+    r = interventions.shuffle_check(loaded.model, x, pos, seed)
+    return r, explain.image_view(r.shuffled[0], loaded.data_config)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, ttl=3600)
+def wi_deletion(spec: str, sha: str, method: str, steps: int, insert_from: str, _data: bytes):
+    """faithfulness.DeletionInsertion of one map (deleted patches take the mean colour)."""
+    from vit_core.analysis import faithfulness
+
+    loaded, x = _wi_input(spec, _data)
+    sal = wi_saliency(spec, sha, method, _data)
+    return faithfulness.deletion_insertion(loaded.model, x, sal, steps=steps, insert_from=insert_from)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+def wi_randomization(spec: str, sha: str, method: str, seed: int, _data: bytes):
+    """faithfulness.Randomization: the map while the weights are re-initialised top down (a copy)."""
+    from vit_core.analysis import faithfulness
+
+    loaded, x = _wi_input(spec, _data)
+    return faithfulness.randomization_check(loaded.model, x, method, seed=seed)
+
+
+@st.cache_resource(show_spinner=False, max_entries=24, ttl=3600)
+def wi_patch_lens(spec: str, sha: str, _a) -> tuple[np.ndarray, np.ndarray]:
+    """Top-5 classes and probabilities of every token after every block: (L, T, 5) each."""
+    from vit_core.analysis import patch_life
+
+    return patch_life.patch_lens(get_model(spec).model, _a.tokens)

@@ -1,4 +1,12 @@
-"""The bundled Shapes ViT meets its three acceptance figures (see vit_core/evaluate.py)."""
+"""The bundled Shapes ViT keeps the figures its model card states, measured on fresh seeds.
+
+The figures come from ``vit_core.training.evaluate.fresh_figures``: seeds chosen by a published rule
+(10**9 + 7919 k) that training, validation and development never touch (checked below). The card
+states them at full size (``python -m vit_core.training.evaluate``: 3 seeds x 1,000 images, plain
+shapes 1,000, rollout 3 x 200); this test measures the same protocol at half size to stay fast
+(3 x 500, plain 500, rollout 3 x 100). Evaluation renders in chunks of 100 from seeds s, s + 100, ...,
+so these are exactly the first half of the card's images, not other ones.
+"""
 from pathlib import Path
 
 import pytest
@@ -6,6 +14,7 @@ import pytest
 from vit_core.training import evaluate
 
 DIR = Path(__file__).resolve().parents[2] / "assets" / "models" / "shapes-vit"
+N_PER_SEED, N_PLAIN, N_ROLLOUT = 500, 500, 100  # half the card's sizes (see the module docstring)
 
 pytestmark = pytest.mark.skipif(
     not ((DIR / "model.safetensors").is_file() and (DIR / "model.json").is_file()),
@@ -18,17 +27,19 @@ def bundled():
     return evaluate.load("bundled:shapes-vit")
 
 
+@pytest.fixture(scope="module")
+def figures(bundled):
+    model, opts = bundled
+    from vit_core.analysis.shortcut import training_config
+
+    return evaluate.fresh_figures(model, opts, evaluate.FRESH_SEEDS, N_PER_SEED, N_ROLLOUT, N_PLAIN,
+                                  train_config=training_config("bundled:shapes-vit"))
+
+
 def test_architecture_is_the_papers_grid(bundled):
     model, _ = bundled
     assert (model.cfg.img_size, model.cfg.patch_size) == (224, 16) and model.cfg.grid_size == (14, 14)
     assert model.cfg.class_token and model.cfg.num_classes == 10
-
-
-def test_accuracy_on_unseen_seed_meets_goal(bundled):
-    """95% top-1 on the model card's 1,000 images from a seed never used in training (0.958)."""
-    model, opts = bundled
-    acc = evaluate.accuracy(model, n=1000, seed=evaluate.TEST_SEED, data_options=opts)
-    assert acc >= evaluate.THRESHOLDS["accuracy"], acc
 
 
 def test_bundled_model_is_what_the_preset_makes():
@@ -43,13 +54,60 @@ def test_bundled_model_is_what_the_preset_makes():
     assert shipped["train_config"] == json.loads(json.dumps(PRESETS["shapes-demo"].to_dict()))
 
 
-def test_rollout_lands_on_the_object(bundled):
-    model, opts = bundled
-    res = evaluate.rollout_on_object(model, n=200, seed=evaluate.TEST_SEED + 500_000, data_options=opts)
-    assert res["ratio"] >= evaluate.THRESHOLDS["rollout_ratio"], res
+def test_fresh_seeds_follow_the_published_rule():
+    assert evaluate.fresh_seeds(3) == [1_000_000_000, 1_000_007_919, 1_000_015_838]
+    assert evaluate.FRESH_SEEDS >= 3
+    # The test's half-size measurement reads the first chunks of the card's full-size one.
+    full = evaluate.generator_seeds(evaluate.fresh_seed(0), 1000)
+    assert evaluate.generator_seeds(evaluate.fresh_seed(0), N_PER_SEED) == full[: N_PER_SEED // evaluate.CHUNK]
+    assert full[-1] < evaluate.fresh_seed(1)  # a seed's chunks stay inside its own block
 
 
-def test_position_embeddings_have_2d_structure(bundled):
-    model, _ = bundled
-    res = evaluate.pos_embed_structure(model)
-    assert res["gap"] >= evaluate.THRESHOLDS["pos_gap"], res
+def test_fresh_seeds_never_meet_training_validation_or_development():
+    """Every generator seed the shipped training run drew (each step's batch, the augmentation stream),
+    its validation seed, the seeds looked at during development and the page's lesson scenes lie
+    outside the fresh seeds' blocks; and the check can fail (a validation seed on a fresh chunk)."""
+    from vit_core.analysis import shortcut
+
+    cfg = shortcut.training_config("bundled:shapes-vit")
+    used = evaluate.seeds_in_use(cfg)
+    assert {cfg["val_seed"], evaluate.DEV_SEED, 7919 * 7999 + 1} <= used  # validation, development, last step
+    evaluate.check_fresh(cfg, evaluate.fresh_seeds(10), evaluate.FRESH_STRIDE - evaluate.CHUNK)
+    with pytest.raises(ValueError, match="fresh seeds meet"):
+        evaluate.check_fresh({**cfg, "val_seed": evaluate.fresh_seed(1) + 300}, evaluate.fresh_seeds(3), 1000)
+    blocks = [range(s, s + evaluate.FRESH_STRIDE) for s in evaluate.fresh_seeds(10)]
+    lessons = {shortcut.lesson_seed(s) for s in range(1000)}
+    assert not any(s in b for s in lessons for b in blocks) and not used & lessons
+
+
+def test_accuracy_holds_on_fresh_seeds(figures):
+    """Half-size figures measured on this repo's torch build: mean 0.945, worst 0.944 (the card's
+    full size: 0.948 and 0.947). The seeds are fixed, so each figure is exact on one build; the floors
+    (mean >= 0.93, worst >= 0.92) leave 1.5-2.5 points for float differences between CPUs and torch
+    builds, which flip a few borderline images, and still fail a model that is a couple of points
+    worse. Below the project's 0.95 goal on purpose: the model does not meet it on fresh seeds."""
+    acc = figures["accuracy"]
+    assert acc["mean"] >= evaluate.THRESHOLDS["accuracy_mean"] == 0.93, figures["per_seed"]
+    assert acc["worst"] >= evaluate.THRESHOLDS["accuracy_worst"] == 0.92, figures["per_seed"]
+    assert len(figures["per_seed"]) >= 3 and all(r["n"] == N_PER_SEED for r in figures["per_seed"])
+    assert figures["protocol"]["checked_against_training"]
+
+
+def test_plain_shapes_show_the_shortcut(figures):
+    """The card's claim: with the class stripes off (same scenes), accuracy falls to about half
+    (half size: 0.416; full size 0.425): the model reads the stripes more than the outlines.
+    Above chance (0.1) but far below the striped figure; a retrained model that learns the outlines
+    fails this test, and then the card and the page's lesson need rewriting."""
+    plain, mean = figures["plain"]["accuracy"], figures["accuracy"]["mean"]
+    assert figures["plain"]["data_options"]["fill_texture"] == 0.0
+    assert 0.25 <= plain <= mean - 0.3, (plain, mean)
+
+
+def test_rollout_lands_on_the_object(figures):
+    assert figures["rollout"]["ratio"] >= evaluate.THRESHOLDS["rollout_ratio"], figures["rollout"]
+    assert figures["rollout"]["n"] == 3 * N_ROLLOUT
+
+
+def test_position_embeddings_have_2d_structure(figures):
+    assert figures["pos_embed"]["gap"] >= evaluate.THRESHOLDS["pos_gap"], figures["pos_embed"]
+    assert all(figures["pass"].values()), figures["pass"]
