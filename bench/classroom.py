@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-button", default="Train the ViT", help="train: label of the button to press")
     p.add_argument("--stop-button", default="Stop", help="train: button pressed before leaving ('' to just leave)")
     p.add_argument("--train-watch", type=float, default=20.0, help="train: seconds to watch the page after the click")
+    p.add_argument("--max-pages", type=int, default=None,
+                   help="visit at most N pages after the deep link (default: all of them)")
     p.add_argument("--keep-query", action="store_true",
                    help="send every deep-link parameter on each navigation, whatever the server changed (a "
                         "browser keeps only the widget-bound parameters of its current URL)")
@@ -151,9 +153,8 @@ async def attend(st: Student, args, photo: bytes | None, delay: float, rng: rand
             st.upload_s = done[0]
             st.visits[-1] = Visit(st.visits[-1].path, done[1])
     opened = st.path
-    for page in list(st.pages):
-        if page.url_pathname == opened or page.is_hidden or page.HasField("external_url"):
-            continue
+    walk = [p for p in st.pages if not (p.url_pathname == opened or p.is_hidden or p.HasField("external_url"))]
+    for page in walk[:args.max_pages]:
         if args.scenario == "lecture":
             await asyncio.sleep(rng.uniform(args.pause_min, args.pause_max))
         await st.step(st.run_page, page.url_pathname)

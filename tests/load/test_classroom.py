@@ -80,3 +80,13 @@ def test_uploads_go_through_the_uploader_widget(tmp_path):
     assert r["finished"] == 2 and r["upload_failures"] == 0 and not r["warnings"], r
     assert r["upload"]["n"] == 2 and r["upload"]["p50"] > 0
     assert all(s["n"] == 2 for s in r["pages"].values()) and len(r["pages"]) == 2
+
+
+def test_thirty_first_sessions_at_once_on_a_fresh_server_see_no_exception(tmp_path):
+    """The start-up race: a fresh server, 30 students arriving in the same second, each drawing
+    figures on their first pages (plotly's lazy pandas import used to race between them)."""
+    r = classroom(tmp_path, "--app", "app.py", "--students", "30", "--scenario", "walk", "--ramp", "0",
+                  "--page", "prediction", "--max-pages", "2", "--no-media", "--timeout", "300",
+                  env={"VIT_WARMUP": "0"})  # no head start: the race must not happen anyway
+    assert (r["finished"], r["failed_sessions"]) == (30, 0), r["failures"]
+    assert r["exceptions"] == 0 and r["errors"] == 0, r["exception_texts"] + r.get("error_texts", [])
