@@ -3,11 +3,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._ui.sidebar import sidebar
-from pages._ui.widgets import header
+from pages._ui import cache
 from pages._ui.present import page_link
-from vit_core.render import figures
+from pages._ui.sidebar import sidebar
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import font_size, header
+from vit_core.analysis import attention_views
 from vit_core.analysis import lecture as lec
+from vit_core.render import figures
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -57,28 +60,32 @@ st.markdown(f"Two matrix products touch T² numbers: **Q Kᵀ** (T x d_k times d
             f"{lec.human_flops(fl.total * L)} per image.")
 
 st.subheader("Check: the formula is what the model did")
-k1, k2 = st.columns(2)
-layer = k1.slider("Layer", 1, L, L, key="app_layer", bind="query-params") - 1
-head = k2.slider("Head", 1, h, 1, key="app_head", bind="query-params") - 1
-q, k = a.q[layer, head].astype(np.float64), a.k[layer, head].astype(np.float64)  # (T, d)
-raw = q @ k.T  # (T, T)
-scores = raw / np.sqrt(d)
-weights = np.exp(scores - scores.max(axis=1, keepdims=True))
-weights /= weights.sum(axis=1, keepdims=True)
-diff = float(np.abs(weights - a.attn[layer, head]).max())
-left, right = st.columns([3, 2])
-with left:
-    st.plotly_chart(figures.heatmap(weights, title=f"softmax(Q Kᵀ / √{d}), layer {layer + 1}, head {head + 1}",
-                                    xlabel="key token", ylabel="query token", height=460),
-                    key="app_heat", config={"displaylogo": False})
-with right:
-    st.metric("Largest difference from the model's own attention", f"{diff:.1e}")
-    st.markdown(f"Recomputed here from the cached Q and K with NumPy in float64; the model computed it in "
-                f"float32 inside PyTorch. Each row sums to 1 (largest error "
-                f"{float(np.abs(weights.sum(axis=1) - 1).max()):.0e}).")
-    st.markdown(f"**Why divide by √d_k?** A dot product of two d_k-dimensional vectors grows with d_k. Here the "
-                f"raw scores q·k have a standard deviation of **{raw.std():.2f}**; divided by √{d} = "
-                f"{np.sqrt(d):.2f} they have **{scores.std():.2f}**, which keeps the softmax from saturating "
-                "on a single key early in training.")
-page_link("pages/self_attention.py", "4 · Self-attention: this head, step by step",
-          query_params={"sa_layer": str(layer + 1), "sa_head": str(head + 1)})
+
+
+@st.fragment
+def check() -> None:
+    """Layer and head: these controls rerun only this part."""
+    k1, k2 = st.columns(2)
+    layer = k1.slider("Layer", 1, L, L, key="app_layer", bind="query-params") - 1
+    head = k2.slider("Head", 1, h, 1, key="app_head", bind="query-params") - 1
+    sm = attention_views.head_softmax(a, layer, head)
+    fs = font_size()
+    left, right = st.columns([3, 2])
+    with left:
+        fig = cache.chart("app_heat", (ctx.spec, ctx.sha, layer, head, fs), figures.heatmap,
+                          sm.weights.astype("float32"), title=f"softmax(Q Kᵀ / √{d}), layer {layer + 1}, head {head + 1}", xlabel="key token",
+                          ylabel="query token", height=460, font_size=fs)
+        st.plotly_chart(fig, key="app_heat", config=PLOTLY_CONFIG)
+    with right:
+        st.metric("Largest difference from the model's own attention", f"{sm.diff:.1e}")
+        st.markdown(f"Recomputed here from the cached Q and K with NumPy in float64; the model computed it in "
+                    f"float32 inside PyTorch. Each row sums to 1 (largest error {sm.row_sum_error:.0e}).")
+        st.markdown(f"**Why divide by √d_k?** A dot product of two d_k-dimensional vectors grows with d_k. Here "
+                    f"the raw scores q·k have a standard deviation of **{sm.raw.std():.2f}**; divided by √{d} = "
+                    f"{np.sqrt(d):.2f} they have **{sm.scores.std():.2f}**, which keeps the softmax from "
+                    "saturating on a single key early in training.")
+    page_link("pages/self_attention.py", "4 · Self-attention: this head, step by step",
+              query_params={"sa_layer": str(layer + 1), "sa_head": str(head + 1)})
+
+
+check()

@@ -1,17 +1,13 @@
 """5 · Attention maps: [CLS] attention in every layer and head, any patch's attention, rollout, distance."""
 import streamlit as st
 
+from pages._ui import cache
+from pages._ui.cache import cls_mosaic, distances, rollout
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.cache import cls_mosaic, distance_chart, distances, rollout
-from pages._ui.widgets import clamp_state, code_box, header, png_button
-from vit_core.analysis import maps
-from vit_core.analysis import attention_views
-from vit_core.render import drawing
-from vit_core.analysis import explain
-from vit_core.render import figures
-
-
+from pages._ui.widgets import clamp_state, code_box, font_size, header, png_button, png_later
+from vit_core.analysis import attention_views, explain, maps
+from vit_core.render import figures, views
 
 ctx = sidebar()
 header("5 · Attention maps",
@@ -38,7 +34,8 @@ with st.container(border=True):
     d1, d2 = st.columns(2)
     cmap = d1.selectbox("Colour map", figures.CMAPS, key="att_cmap", bind="query-params")
     alpha = d2.slider("Opacity of the map", 0.0, 1.0, 0.6, 0.05, key="att_alpha", bind="query-params")
-big = figures.upscale_to(a.image)
+view = (ctx.spec, ctx.sha)
+look = (cmap, float(alpha))  # the display options: part of every picture's key
 
 if n == 0:
     st.info("This model has no [CLS] token (it averages the patch tokens), so the [CLS] maps and "
@@ -53,35 +50,44 @@ else:
     png_button(mos, "cls-attention-layers-heads.png", key="att_dl_mosaic")
 
 st.subheader("Click a patch: where does it look?")
-c1, c2, c3 = st.columns([2, 1, 2])
-layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
-head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
-                    key="att_head", bind="query-params")
-query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, key="att_q",
-                  bind="query-params")
-qmaps = attention_views.query_maps(a, layer, query)  # (h, gh, gw)
-qmap = qmaps.mean(0) if head == "mean" else qmaps[int(head) - 1]
-left, right = st.columns(2)
-with left:
-    st.plotly_chart(figures.patch_picker(a.image, a.grid, a.patch_size, query - n if query >= n else None,
-                                         height=430),
-                    key="att_pick", selection_mode="points", config=PLOTLY_CONFIG,
-                    on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
-with right:
-    qimg = figures.overlay(big, qmap, cmap, alpha)
-    st.image(qimg, width="stretch", output_format="JPEG")
-    row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
-    top = int(row[n:].argmax()) + n
-    st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
-               f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "
-               f"({row[top]:.1%}) on {attention_views.token_label(a, top)}"
-               + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + ".")
-    png_button(qimg, f"attention-L{layer + 1}-{head}-q{query}.png", key="att_dl_query")
-strip_tile = max(48, min(120, 900 // h))
-strip = drawing.labelled_mosaic(drawing.overlay_tiles(a.image, qmaps[None], cmap, alpha, tile=strip_tile),
-                                row_names=[f"L{layer + 1}"])
-st.image(strip, width=int(min(1400, 1.5 * strip.shape[1])), output_format="JPEG",
-         caption=f"The same query in every head of layer {layer + 1}.")
+
+
+@st.fragment
+def one_query() -> None:
+    """Layer, head and query: these controls rerun only this part."""
+    c1, c2, c3 = st.columns([2, 1, 2])
+    layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
+    head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
+                        key="att_head", bind="query-params")
+    query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, key="att_q",
+                      bind="query-params")
+    fs = font_size()
+    left, right = st.columns(2)
+    with left:
+        sel = query - n if query >= n else None
+        st.plotly_chart(cache.chart("att_pick", view + (sel, fs), figures.patch_picker, a.image, a.grid, a.patch_size,
+                                    sel, height=430, font_size=fs),
+                        key="att_pick", selection_mode="points", config=PLOTLY_CONFIG,
+                        on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
+    with right:
+        qimg = (views.query_overlay, a, layer, head, query, *look)
+        st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg), width="stretch",
+                 output_format="JPEG")
+        row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
+        top = int(row[n:].argmax()) + n
+        st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
+                    f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "
+                    f"({row[top]:.1%}) on {attention_views.token_label(a, top)}"
+                    + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + ".")
+        png_later(*qimg, filename=f"attention-L{layer + 1}-{head}-q{query}.png", key="att_dl_query")
+    strip_tile = max(48, min(120, 900 // h))
+    strip = cache.encoded("att_strip", view + (layer, query, strip_tile) + look, views.query_strip, a, layer, query,
+                          *look, strip_tile)
+    st.image(strip, width=int(min(1400, 1.5 * figures.image_size(strip)[0])), output_format="JPEG",
+             caption=f"The same query in every head of layer {layer + 1}.")
+
+
+one_query()
 
 if n:
     st.subheader("Attention rollout: following attention through the layers")
@@ -89,6 +95,11 @@ if n:
                 "re-normalises each row and multiplies the layers together: R = A′ₗ … A′₁. Its [CLS] row "
                 "says how much each patch has flowed into [CLS] so far. Scrub the layers to watch the "
                 "information mix.")
+
+
+@st.fragment
+def rollout_view() -> None:
+    """Rollout depth, fusion and discard ratio: these controls rerun only this part."""
     r1, r2, r3 = st.columns([2, 1, 1])
     upto = r1.slider("Rollout after layer", 1, L, L, key="att_roll", bind="query-params")
     fusion = r2.selectbox("Head fusion", attention_views.FUSIONS, key="att_fusion", bind="query-params")
@@ -96,37 +107,52 @@ if n:
                         help="Zero this fraction of the weakest attention entries in each layer "
                              "(never the [CLS] row or column) before the rollout: less noise.")
     roll = rollout(ctx.spec, ctx.sha, fusion, float(discard), a)  # (L, T, T)
-    fused = attention_views.fuse(attention_views.cls_maps(a)[upto - 1], fusion)  # (gh, gw)
-    raw_img = figures.overlay(big, fused, cmap, alpha)
     roll_map = explain.patch_map(a, roll[upto - 1][0])
-    roll_img = figures.overlay(big, roll_map, cmap, alpha)
+    raw = (views.cls_overlay, a, upto - 1, fusion, *look)
+    rolled = (views.token_overlay, a, roll[upto - 1][0], *look)
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Raw [CLS] attention**, layer {upto} alone ({fusion} of heads)")
-        st.image(raw_img, width="stretch", output_format="JPEG")
-        png_button(raw_img, f"raw-cls-L{upto}-{fusion}.png", key="att_dl_raw")
+        st.image(cache.encoded("att_raw", view + (upto, fusion) + look, *raw), width="stretch", output_format="JPEG")
+        png_later(*raw, filename=f"raw-cls-L{upto}-{fusion}.png", key="att_dl_raw")
     with g2:
         st.markdown(f"**Rollout** after layers 1–{upto} ({fusion} fusion, discard {discard:.0%})")
-        st.image(roll_img, width="stretch", output_format="JPEG")
-        png_button(roll_img, f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
+        st.image(cache.encoded("att_roll", view + (upto, fusion, float(discard)) + look, *rolled), width="stretch",
+                 output_format="JPEG")
+        png_later(*rolled, filename=f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
     st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "
                 f"input; the patches hold {roll_map.sum():.1%}, the most ({roll_map.max():.1%}) on "
                 f"{attention_views.token_label(a, int(roll_map.argmax()) + n)}.")
 
+
+if n:
+    rollout_view()
+
 st.subheader("How far does each head look? (mean attention distance)")
-renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
-                   key="att_renorm", bind="query-params")
-dist = distances(ctx.spec, ctx.sha, bool(renorm), a)  # (L, h)
-st.plotly_chart(distance_chart(ctx.spec, ctx.sha, bool(renorm), a), key="att_dist", config=PLOTLY_CONFIG)
-st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
-            f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "
-            f"**{dist[0].min():.1f}–{dist[0].max():.1f} px** across heads, layer {L} "
-            f"**{dist[-1].min():.1f}–{dist[-1].max():.1f} px**. In the paper (Fig. 7, right) some heads "
-            "look far already in the first layers while others stay local, and the distance grows with "
-            "depth. This is **one image**; the paper averages over many. Choice shown: "
-            + ("rows **re-normalised** after dropping [CLS], so attention paid to [CLS] does not count as "
-               "short distance." if renorm else
-               "rows **not** re-normalised: attention paid to [CLS] simply drops out, which pulls "
-               "heads that attend to [CLS] towards zero."))
+
+
+@st.fragment
+def distance_view() -> None:
+    """The re-normalisation toggle reruns only this part."""
+    renorm = st.toggle("Re-normalise each row after dropping [CLS] (count only patch-to-patch attention)",
+                       key="att_renorm", bind="query-params")
+    dist = distances(ctx.spec, ctx.sha, bool(renorm), a)  # (L, h)
+    fs = font_size()
+    fig = cache.chart("att_dist", view + (bool(renorm), fs), figures.distance_scatter, dist,
+                      f"Mean attention distance, this image ({a.image.shape[0]} px across)", font_size=fs)
+    st.plotly_chart(fig, key="att_dist", config=PLOTLY_CONFIG)
+    st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
+                f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "
+                f"**{dist[0].min():.1f}–{dist[0].max():.1f} px** across heads, layer {L} "
+                f"**{dist[-1].min():.1f}–{dist[-1].max():.1f} px**. In the paper (Fig. 7, right) some heads "
+                "look far already in the first layers while others stay local, and the distance grows with "
+                "depth. This is **one image**; the paper averages over many. Choice shown: "
+                + ("rows **re-normalised** after dropping [CLS], so attention paid to [CLS] does not count as "
+                   "short distance." if renorm else
+                   "rows **not** re-normalised: attention paid to [CLS] simply drops out, which pulls "
+                   "heads that attend to [CLS] towards zero."))
+
+
+distance_view()
 code_box(maps.cls_attention, maps.query_attention, maps.attention_rollout,
          maps.mean_attention_distance)

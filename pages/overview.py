@@ -2,10 +2,11 @@
 import numpy as np
 import streamlit as st
 
+from pages._ui import cache
 from pages._ui.sidebar import sidebar
-from pages._ui.widgets import code_box, header, png_button
+from pages._ui.widgets import code_box, font_size, header, png_later
 from vit_core.analysis import explain
-from vit_core.render import figures
+from vit_core.render import figures, views
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -51,27 +52,29 @@ st.html(
     f'<div class="vx-flow">{boxes}</div>'
 )
 
+view = (ctx.spec, ctx.sha)
+fs = font_size()
 left, mid, right = st.columns([1, 1, 1])
 with left:
     st.markdown("**1. The model's view of your image**")
-    st.image(a.image, width="stretch")
+    st.image(cache.encoded("ov_input", view, lambda: a.image, fmt="png"), width="stretch", output_format="PNG")
 with mid:
     st.markdown(f"**2. Cut into {N} patches of {P}x{P}**")
-    grid_img = figures.draw_grid(figures.upscale(a.image, max(1, 448 // H)), P * max(1, 448 // H))
-    st.image(grid_img, width="stretch")
-    png_button(grid_img, "patch-grid.png", key="dl_grid")
+    st.image(cache.encoded("ov_grid", view, views.grid_view, a.image, P), width="stretch", output_format="JPEG")
+    png_later(views.grid_view, a.image, P, filename="patch-grid.png", key="dl_grid")
 with right:
-    last = explain.patch_map(a, a.rollout[-1][0])
     st.markdown(f"**3. Where [CLS] gathered information from** (rollout after {cfg.depth} layers)")
-    over = figures.overlay(a.image, last)
-    st.image(over, width="stretch")
-    png_button(over, "rollout.png", key="dl_rollout")
+    last = explain.patch_map(a, a.rollout[-1][0])
+    st.image(cache.encoded("ov_rollout", view, figures.overlay, a.image, last), width="stretch",
+             output_format="JPEG")
+    png_later(figures.overlay, a.image, last, filename="rollout.png", key="dl_rollout")
 
 st.subheader("4. The prediction")
 if a.probs.size:
     top = np.argsort(a.probs)[::-1][:5]
     labels = [ctx.class_name(i) for i in top]
-    st.plotly_chart(figures.bar_chart(labels, a.probs[top], title="Top-5 classes"), key="top5")
+    st.plotly_chart(cache.chart("ov_top5", view + (fs,), figures.bar_chart, labels, a.probs[top],
+                                title="Top-5 classes", font_size=fs), key="top5")
     st.markdown(f"The model says **{labels[0]}** with probability **{a.probs[top[0]]:.1%}**.")
 else:
     st.info("This model has no classification head (a feature extractor, e.g. DINO): "

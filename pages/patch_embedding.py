@@ -1,18 +1,12 @@
 """2 · Patch embedding: flatten a patch, multiply by one learned matrix, add [CLS] and positions."""
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
+from pages._ui import cache
 from pages._ui.sidebar import sidebar
-from pages._ui.widgets import code_box, header, png_button
-from vit_core.analysis import maps
-from vit_core.render import drawing
-from vit_core.analysis import embeddings
-from vit_core.render import figures
-from vit_core.analysis import patches
-
-PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
-CHANNEL_COLOURS = ("#dc2626", "#16a34a", "#2563eb")
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import code_box, font_size, header, png_later
+from vit_core.analysis import embeddings, maps, patches
+from vit_core.render import charts, drawing, figures
 
 ctx = sidebar()
 model = ctx.loaded.model
@@ -31,6 +25,7 @@ T = a.num_tokens
 C = cfg.in_chans
 D = a.patch_embed.shape[1]
 flat_len = a.patches.shape[1]
+view = (ctx.spec, ctx.sha)
 
 c1, c2, c3 = st.columns(3)
 c1.metric("Flattened patch", f"{C} x {P} x {P} = {flat_len:,}")
@@ -50,123 +45,111 @@ if st.session_state.get(KEY, 0) > N - 1:
     st.session_state[KEY] = N - 1  # after switching to a model with fewer patches
 
 
-st.subheader("Step 1: pick a patch")
-left, right = st.columns([5, 6])
-with right:
-    i = st.slider("Patch (reading order)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
-                  key=KEY, bind="query-params", help="Or click a patch on the image.")
-    r, c = divmod(i, gw)
-    tile = patches.patch_tiles(a.image, P)[i]  # (P, P, 3)
-    planes = drawing.channel_planes(tile, tile_px=150)
-    st.markdown(f"**Patch {i}** (row {r}, column {c}) and its three colour planes, each {P} x {P} pixels:")
-    st.image(planes, width="stretch")
-    png_button(planes, f"patch-{i}-planes.png", key="emb_dl_planes")
-with left:
-    picker = figures.patch_picker(a.image, a.grid, P, selected=i, height=430)
-    st.plotly_chart(picker, key="emb_pick", selection_mode="points", config=PNG,
-                    on_select=lambda: figures.store_pick(st.session_state, "emb_pick", KEY, N))
-    st.caption("Click a patch to select it.")
+@st.fragment
+def follow_patch() -> None:
+    """Steps 1-6 follow the chosen patch: the slider and the picker rerun only this part."""
+    fs = font_size()
+    st.subheader("Step 1: pick a patch")
+    left, right = st.columns([5, 6])
+    with right:
+        i = st.slider("Patch (reading order)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
+                      key=KEY, bind="query-params", help="Or click a patch on the image.")
+        r, c = divmod(i, gw)
+        planes = (drawing.channel_planes, patches.patch_tiles(a.image, P)[i], 150)  # the (P, P, 3) patch
+        st.markdown(f"**Patch {i}** (row {r}, column {c}) and its three colour planes, each {P} x {P} pixels:")
+        st.image(cache.encoded("emb_planes", view + (i,), *planes), width="stretch", output_format="JPEG")
+        png_later(*planes, filename=f"patch-{i}-planes.png", key="emb_dl_planes")
+    with left:
+        picker = cache.chart("emb_pick", view + (i, fs), figures.patch_picker, a.image, a.grid, P, selected=i,
+                             height=430, font_size=fs)
+        st.plotly_chart(picker, key="emb_pick", selection_mode="points", config=PLOTLY_CONFIG,
+                        on_select=lambda: figures.store_pick(st.session_state, "emb_pick", KEY, N))
+        st.caption("Click a patch to select it.")
 
-# --- flatten -------------------------------------------------------------------------------------
-st.subheader(f"Step 2: flatten to {flat_len:,} numbers")
-x = a.patches[i]  # (C*P*P,) normalised input values, channel-major
-fig = go.Figure()
-for ch in range(C):
-    seg = np.arange(ch * P * P, (ch + 1) * P * P)
-    fig.add_trace(go.Bar(x=seg, y=x[seg], name="RGB"[ch] if C == 3 else f"channel {ch}",
-                         marker_color=CHANNEL_COLOURS[ch % 3], marker_line_width=0))
-fig.update_layout(font=figures.FONT, height=340, bargap=0, margin=dict(l=10, r=10, t=50, b=10),
-                  title=f"x_p for patch {i}: all red values, then green, then blue",
-                  xaxis_title="position in the flattened vector", yaxis_title="normalised value",
-                  legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
-st.plotly_chart(figures.legible(fig), key="emb_flat", config=PNG)
-st.caption(f"The order (channel, row, column) is the order of the weights in the convolution that "
-           f"implements E. Values are after normalisation: from {x.min():.2f} to {x.max():.2f} here.")
+    # --- flatten ---------------------------------------------------------------------------------
+    st.subheader(f"Step 2: flatten to {flat_len:,} numbers")
+    x = a.patches[i]  # (C*P*P,) normalised input values, channel-major
+    st.plotly_chart(cache.chart("emb_flat", view + (i, fs), charts.flat_patch, x, C,
+                                f"x_p for patch {i}: all red values, then green, then blue", font_size=fs),
+                    key="emb_flat", config=PLOTLY_CONFIG)
+    st.caption(f"The order (channel, row, column) is the order of the weights in the convolution that "
+               f"implements E. Values are after normalisation: from {x.min():.2f} to {x.max():.2f} here.")
 
-# --- project -------------------------------------------------------------------------------------
-st.subheader(f"Step 3: multiply by E, get {D:,} numbers")
-e = a.patch_embed[i]  # (D,)
-fig = go.Figure(go.Bar(x=np.arange(D), y=e, marker_color="#7c3aed", marker_line_width=0))
-fig.update_layout(font=figures.FONT, height=320, bargap=0, margin=dict(l=10, r=10, t=50, b=10),
-                  title=f"x_p E + b for patch {i}: its embedding", xaxis_title="embedding dimension",
-                  yaxis_title="value")
-st.plotly_chart(figures.legible(fig), key="emb_vec", config=PNG)
+    # --- project ---------------------------------------------------------------------------------
+    st.subheader(f"Step 3: multiply by E, get {D:,} numbers")
+    st.plotly_chart(cache.chart("emb_vec", view + (i, fs), charts.vector, a.patch_embed[i],
+                                f"x_p E + b for patch {i}: its embedding", font_size=fs),
+                    key="emb_vec", config=PLOTLY_CONFIG)
+    diff = a.conv_unfold_diff
+    verdict = "equal up to float rounding" if diff < 1e-4 else "larger than float rounding: please report this"
+    st.markdown(
+        f"In code, E is a **convolution** with a {P} x {P} kernel and stride {P}: the kernel never overlaps, so "
+        f"it sees each patch exactly once. It is the same as cutting the patches out (unfold), flattening them "
+        f"and multiplying by the weight reshaped to {flat_len:,} x {D:,}. Checked on your image, over all {N} "
+        f"patches and {D} dimensions, the largest difference between the two is **{diff:.1e}**: {verdict}.")
 
-diff = a.conv_unfold_diff
-verdict = "equal up to float rounding" if diff < 1e-4 else "larger than float rounding: please report this"
-st.markdown(
-    f"In code, E is a **convolution** with a {P} x {P} kernel and stride {P}: the kernel never overlaps, so it "
-    f"sees each patch exactly once. It is the same as cutting the patches out (unfold), flattening them and "
-    f"multiplying by the weight reshaped to {flat_len:,} x {D:,}. Checked on your image, over all {N} "
-    f"patches and {D} dimensions, the largest difference between the two is **{diff:.1e}**: {verdict}.")
+    # --- the whole matrix ------------------------------------------------------------------------
+    st.subheader(f"Step 4: all patches at once, an {N} x {D} matrix")
+    lim = figures.clip_limit(a.patch_embed)
+    hm = cache.chart("emb_matrix", view + (i, fs), figures.heatmap, a.patch_embed,
+                     title=f"Patch embeddings of your image (row {i} outlined)", colorscale="RdBu_r",
+                     xlabel="embedding dimension", ylabel="patch", height=460, zmin=-lim, zmax=lim, outline_row=i,
+                     font_size=fs)
+    st.plotly_chart(hm, key="emb_matrix", config=PLOTLY_CONFIG)
+    st.caption(f"One row per patch, one column per dimension. The colour scale is clipped at ±{lim:.2f} "
+               "(the 99th percentile) so that a few large values do not wash out the rest.")
 
-# --- the whole matrix ----------------------------------------------------------------------------
-st.subheader(f"Step 4: all patches at once, an {N} x {D} matrix")
-lim = float(np.percentile(np.abs(a.patch_embed), 99)) or 1.0
-hm = figures.heatmap(a.patch_embed, title=f"Patch embeddings of your image (row {i} outlined)",
-                     colorscale="RdBu_r", xlabel="embedding dimension", ylabel="patch", height=460,
-                     zmin=-lim, zmax=lim)
-hm.add_shape(type="rect", x0=-0.5, x1=D - 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="black", width=3))
-st.plotly_chart(hm, key="emb_matrix", config=PNG)
-st.caption(f"One row per patch, one column per dimension. The colour scale is clipped at ±{lim:.2f} "
-           "(the 99th percentile) so that a few large values do not wash out the rest.")
+    # --- filters ---------------------------------------------------------------------------------
+    st.subheader("Step 5: what E has learned")
+    mf = ctx.figures()
+    k = len(mf.filter_pcs_var)
+    pcs = (drawing.pcs_mosaic, mf.filter_pcs, 7, 96, mf.filter_pcs_var)
+    st.markdown(
+        f"Each of the {D} rows of E is a little {P} x {P} colour filter. Treating them as {D} samples and taking "
+        f"their principal components gives the {k} patterns along which the filters differ most (paper Fig. 7, "
+        f"left). Each tile is one component, scaled to show its full contrast; its label is the share of the "
+        f"filters' variance it explains. Together these {k} explain **{mf.filter_pcs_var.sum():.0%}**. In the "
+        "paper (ViT-L/32) they *resemble plausible basis functions for a low-dimensional representation of the "
+        "fine structure within each patch*: smooth blobs, edges and stripes, much like the first layer of a CNN.")
+    st.image(cache.encoded("emb_pcs", (ctx.spec,), *pcs, fmt="png"), width="stretch", output_format="PNG")
+    png_later(*pcs, filename="filter-principal-components.png", key="emb_dl_pcs")
 
-# --- filters ---------------------------------------------------------------------------------------
-st.subheader("Step 5: what E has learned")
-mf = ctx.figures()
-k = len(mf.filter_pcs_var)
-mos = drawing.pcs_mosaic(mf.filter_pcs, cols=7, tile_px=96, var=mf.filter_pcs_var)
-st.markdown(
-    f"Each of the {D} rows of E is a little {P} x {P} colour filter. Treating them as {D} samples and taking "
-    f"their principal components gives the {k} patterns along which the filters differ most (paper Fig. 7, "
-    f"left). Each tile is one component, scaled to show its full contrast; its label is the share of the "
-    f"filters' variance it explains. Together these {k} explain **{mf.filter_pcs_var.sum():.0%}**. In the paper "
-    "(ViT-L/32) they *resemble plausible basis functions for a low-dimensional representation of the fine "
-    "structure within each patch*: smooth blobs, edges and stripes, much like the first layer of a CNN.")
-st.image(mos, width="stretch")
-png_button(mos, "filter-principal-components.png", key="emb_dl_pcs")
+    # --- CLS and positions -----------------------------------------------------------------------
+    st.subheader("Step 6: add [CLS] and the position embeddings")
+    parts = embeddings.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
+    prefix = parts["prefix"]
+    s1, s2, s3 = st.columns(3)
+    s1.metric("Patch embeddings", f"{N} x {D}")
+    s2.metric({0: "no [CLS] token", 1: "+ [CLS] in front"}.get(prefix, f"+ [CLS] and {prefix - 1} registers"),
+              f"{T} x {D}")
+    s3.metric("+ position embeddings", f"{T} x {D}")
+    st.markdown(
+        r"$\mathbf{z}_0 = [\mathbf{x}_\mathrm{class};\, \mathbf{x}_p^1\mathbf{E};\, \dots;\, "
+        r"\mathbf{x}_p^N\mathbf{E}] + \mathbf{E}_{pos}$. "
+        f"A learned **[CLS]** vector is put in front of the {N} patch "
+        f"embeddings, and a learned **position embedding** (the model stores {parts['pos_shape'][0]} x "
+        f"{parts['pos_shape'][1]}) is **added** to every token, so that the same patch at a different place "
+        "gives a different token. Without it, the Transformer would see a bag of patches with no order.")
 
-# --- CLS and positions ---------------------------------------------------------------------------
-st.subheader("Step 6: add [CLS] and the position embeddings")
-parts = embeddings.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
-prefix = parts["prefix"]
-s1, s2, s3 = st.columns(3)
-s1.metric("Patch embeddings", f"{N} x {D}")
-s2.metric({0: "no [CLS] token", 1: "+ [CLS] in front"}.get(prefix, f"+ [CLS] and {prefix - 1} registers"),
-          f"{T} x {D}")
-s3.metric("+ position embeddings", f"{T} x {D}")
-st.markdown(
-    r"$\mathbf{z}_0 = [\mathbf{x}_\mathrm{class};\, \mathbf{x}_p^1\mathbf{E};\, \dots;\, "
-    r"\mathbf{x}_p^N\mathbf{E}] + \mathbf{E}_{pos}$. "
-    f"A learned **[CLS]** vector is put in front of the {N} patch "
-    f"embeddings, and a learned **position embedding** (the model stores {parts['pos_shape'][0]} x "
-    f"{parts['pos_shape'][1]}) is **added** to every token, so that the same patch at a different place "
-    "gives a different token. Without it, the Transformer would see a bag of patches with no order.")
+    pn, qn = parts["patch_norm"], parts["pos_norm"]
+    t1, t2, t3 = st.columns(3)
+    t1.metric(f"Size of x_p E, patch {i}", f"{pn[i]:.2f}", help="Euclidean norm of the vector")
+    t2.metric("Size of its position embedding", f"{qn[i]:.2f}")
+    t3.metric("Their ratio", f"{pn[i] / max(qn[i], 1e-12):.2f}")
+    st.plotly_chart(cache.chart("emb_norms", view + (i, fs), charts.norms, pn, qn, i, font_size=fs),
+                    key="emb_norms", config=PLOTLY_CONFIG)
+    extra = ""
+    if parts["cls_norm"] is not None:
+        extra = f" The [CLS] vector has norm {parts['cls_norm']:.2f}" + (
+            f" and its position embedding {parts['cls_pos_norm']:.2f}." if parts["cls_pos_norm"] is not None
+            else ".")
+    check = ("" if parts["rebuild_diff"] is None else
+             " Rebuilding z₀ from these pieces gives the model's own encoder input "
+             + ("exactly." if parts["rebuild_diff"] == 0 else f"to within {parts['rebuild_diff']:.1e}."))
+    st.caption(f"On average over the patches the image part has norm {pn.mean():.2f} and the position part "
+               f"{qn.mean():.2f}.{extra}{check} The next page looks at what the position embeddings learned.")
 
-pn, qn = parts["patch_norm"], parts["pos_norm"]
-t1, t2, t3 = st.columns(3)
-t1.metric(f"Size of x_p E, patch {i}", f"{pn[i]:.2f}", help="Euclidean norm of the vector")
-t2.metric("Size of its position embedding", f"{qn[i]:.2f}")
-t3.metric("Their ratio", f"{pn[i] / max(qn[i], 1e-12):.2f}")
-line = go.Figure()
-line.add_trace(go.Scatter(x=np.arange(N), y=pn, mode="lines", name="patch embedding x_p E",
-                          line=dict(width=3, color="#7c3aed")))
-line.add_trace(go.Scatter(x=np.arange(N), y=qn, mode="lines", name="position embedding",
-                          line=dict(width=3, color="#0d9488")))
-line.add_vline(x=i, line=dict(color="black", dash="dot", width=2))
-line.update_layout(font=figures.FONT, height=340, margin=dict(l=10, r=10, t=50, b=10),
-                   title="Vector sizes (norms) for every patch", xaxis_title="patch",
-                   yaxis_title="norm", legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
-                                                   yanchor="bottom"))
-st.plotly_chart(figures.legible(line), key="emb_norms", config=PNG)
-extra = ""
-if parts["cls_norm"] is not None:
-    extra = f" The [CLS] vector has norm {parts['cls_norm']:.2f}" + (
-        f" and its position embedding {parts['cls_pos_norm']:.2f}." if parts["cls_pos_norm"] is not None else ".")
-check = ("" if parts["rebuild_diff"] is None else
-         " Rebuilding z₀ from these pieces gives the model's own encoder input "
-         + ("exactly." if parts["rebuild_diff"] == 0 else f"to within {parts['rebuild_diff']:.1e}."))
-st.caption(f"On average over the patches the image part has norm {pn.mean():.2f} and the position part "
-           f"{qn.mean():.2f}.{extra}{check} The next page looks at what the position embeddings learned.")
+
+follow_patch()
 
 code_box(maps.conv_vs_unfold, maps.patch_embed_pcs, embeddings.embedding_parts)

@@ -1,15 +1,13 @@
 """1 · Patches: from the uploaded picture to a sequence of patch tokens, with the model's real sizes."""
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
+from pages._ui import cache
 from pages._ui.sidebar import sidebar
-from pages._ui.widgets import code_box, header, png_button
-from vit_core.render import drawing
-from vit_core.render import figures
-from vit_core.io import images
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import code_box, font_size, header, png_later
 from vit_core.analysis import patches
+from vit_core.io import images
+from vit_core.render import charts, drawing, views
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -33,28 +31,22 @@ C = cfg.in_chans
 st.subheader("Step 1: the model's view of your image")
 original = images.load_image(ctx.image_bytes)
 plan = patches.preprocess_plan(ctx.loaded.transform, original.width, original.height, ctx.loaded.data_config)
-thumb = original.convert("RGB")
-thumb.thumbnail((900, 900))
-if thumb.width < 480:  # tiny originals: enlarge crisply so both pictures show the same pixels
-    f = -(-480 // thumb.width)
-    thumb = thumb.resize((thumb.width * f, thumb.height * f), Image.NEAREST)
-shrink = thumb.width / original.width
 whole = plan.crop_box is not None and patches.keeps_everything(plan.crop_box, original.width, original.height)
-box = None if plan.crop_box is None or whole else tuple(v * shrink for v in plan.crop_box)
-orig_view = drawing.draw_box(np.asarray(thumb), box, width=max(3, thumb.width // 150))
+view = (ctx.spec, ctx.sha)
 
 left, right = st.columns(2)
 with left:
     kept = (" (the model keeps all of it)" if whole else
-            " (the cyan box is the part the model keeps)" if box is not None else "")
+            " (the cyan box is the part the model keeps)" if plan.crop_box is not None else "")
     st.markdown(f"**Your image**: {original.width} x {original.height} pixels{kept}")
-    st.image(orig_view, width="stretch")
-    png_button(orig_view, "original-with-crop.png", key="patches_dl_orig")
+    crop = (views.crop_preview, ctx.image_bytes, plan.crop_box, whole)
+    st.image(cache.encoded("patches_orig", view, *crop), width="stretch", output_format="JPEG")
+    png_later(*crop, filename="original-with-crop.png", key="patches_dl_orig")
 with right:
     st.markdown(f"**What the model sees**: {W} x {H} pixels, cut into {gh} x {gw} patches")
-    model_view = drawing.grid_overlay(a.image, P, target=640)
-    st.image(model_view, width="stretch")
-    png_button(model_view, "model-view.png", key="patches_dl_view")
+    st.image(cache.encoded("patches_view", view, drawing.grid_overlay, a.image, P, target=640), width="stretch",
+             output_format="JPEG")
+    png_later(drawing.grid_overlay, a.image, P, 640, filename="model-view.png", key="patches_dl_view")
 
 rows = [f"| {i} | **{s.name}** | {s.text} |" for i, s in enumerate(plan.steps)]
 st.markdown("The preprocessing comes from the model's own data configuration (the same steps it was "
@@ -71,11 +63,11 @@ st.markdown(f"Normalising subtracts the mean **({mean_s})** and divides by the s
 st.subheader(f"Step 2: {N} patches, read like words")
 count = min(N, 2 * gw, 23)
 scale = max(1, 720 // max(H, W))
-numbered = drawing.numbered_grid(a.image, P, scale, highlight_first=count)
+numbered = (drawing.numbered_grid, a.image, P, scale, count)
 left, right = st.columns([3, 2])
 with left:
-    st.image(numbered, width="stretch")
-    png_button(numbered, "numbered-patches.png", key="patches_dl_grid")
+    st.image(cache.encoded("patches_numbered", view, *numbered), width="stretch", output_format="JPEG")
+    png_later(*numbered, filename="numbered-patches.png", key="patches_dl_grid")
 with right:
     st.markdown(f"Each patch gets a number in **reading order**: row by row, left to right. Patch 0 is the "
                 f"top-left corner, patch {gw - 1} ends the first row, patch {N - 1} is the bottom-right corner. "
@@ -83,13 +75,12 @@ with right:
                 + (", and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
                    "will carry the answer." if prefix else
                    ". This model has no [CLS] token: it averages the patch tokens at the end."))
-seq = drawing.token_sequence(a.image, P, count, cols=-(-(count + int(prefix > 0)) // 2), tile_px=80,
-                             with_cls=prefix > 0)
-st.image(seq, width="stretch")
+seq = (drawing.token_sequence, a.image, P, count, -(-(count + int(prefix > 0)) // 2), 80, prefix > 0)
+st.image(cache.encoded("patches_seq", view, *seq), width="stretch", output_format="JPEG")
 st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"
            + (", with [CLS] in front. " if prefix else ". ") +
            f"In total: T = {N} + {prefix} = **{T} tokens**.")
-png_button(seq, "token-sequence.png", key="patches_dl_seq")
+png_later(*seq, filename="token-sequence.png", key="patches_dl_seq")
 if prefix > 1:
     st.caption(f"This model also has {prefix - 1} register token(s) after [CLS]: extra learned tokens "
                "with no patch behind them.")
@@ -101,50 +92,42 @@ if P not in options:
     options = sorted(set(options) | {P})
 if st.session_state.get("patches_p") not in (None, *options):
     st.session_state["patches_p"] = P  # a size from another model or a hand-edited URL
-choice = st.select_slider("Patch size P (pixels)", options=options, value=P, key="patches_p",
-                          bind="query-params",
-                          help="Only the model's own patch size runs through the network; the others "
-                               "show what the token count and the attention cost would be.")
-cur = patches.token_counts(H, W, choice, prefix)
-ref = patches.token_counts(H, W, P, prefix)
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Grid", f"{cur['gh']} x {cur['gw']}")
-m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model",
-          delta_color="off")
-m3.metric("Tokens T = N + " + str(prefix), f"{cur['T']:,}")
-m4.metric("Attention scores T²", f"{cur['T2']:,}",
-          delta=None if choice == P else f"x{cur['T2'] / ref['T2']:.3g} vs model", delta_color="inverse")
-st.caption(f"Each patch holds {C} x {choice} x {choice} = {C * choice * choice:,} numbers. "
-           + ("**This is the patch size of the loaded model.**" if choice == P else
-              f"The loaded model uses **P = {P}** (N = {ref['N']}, T = {ref['T']}, T² = {ref['T2']:,})."))
 
-left, right = st.columns([5, 6])
-with left:
-    what_if = drawing.grid_overlay(a.image, choice, target=640)
-    st.image(what_if, width="stretch")
-    st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
-    png_button(what_if, f"grid-P{choice}.png", key="patches_dl_whatif")
-with right:
-    curve = patches.cost_curve(H, W, prefix, options)
-    fig = go.Figure(go.Scatter(x=curve["patch"], y=curve["T2"], mode="lines+markers", name="T²",
-                               line=dict(width=3, color="#1d4ed8"), marker=dict(size=10),
-                               customdata=np.stack([curve["N"], curve["T"]], 1),
-                               hovertemplate="P = %{x}<br>N = %{customdata[0]:,}<br>T = %{customdata[1]:,}"
-                                             "<br>T² = %{y:,}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[P], y=[ref["T2"]], mode="markers+text", name="the model",
-                             marker=dict(size=22, symbol="star", color="#c2410c"),
-                             text=[f"model: P={P}"], textposition="top right", hoverinfo="skip"))
-    if choice != P:
-        fig.add_trace(go.Scatter(x=[choice], y=[cur["T2"]], mode="markers", name="your choice",
-                                 marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color="#111")),
-                                 hoverinfo="skip"))
-    fig.update_layout(font=figures.FONT, height=440, showlegend=False, margin=dict(l=10, r=10, t=50, b=10),
-                      title="Attention cost per head and layer",
-                      xaxis=dict(title="patch size P (pixels, log scale)", type="log",
-                                 tickvals=figures.log_ticks(options, P)),
-                      yaxis=dict(title="T² scores (log scale)", type="log", dtick=1, tickformat="~s"))
-    figures.legible(fig)
-    st.plotly_chart(fig, key="patches_cost", config={"toImageButtonOptions": {"format": "png", "scale": 2}})
+
+@st.fragment
+def what_if() -> None:
+    """Another patch size: the slider reruns only this part."""
+    choice = st.select_slider("Patch size P (pixels)", options=options, value=P, key="patches_p",
+                              bind="query-params",
+                              help="Only the model's own patch size runs through the network; the others "
+                                   "show what the token count and the attention cost would be.")
+    cur = patches.token_counts(H, W, choice, prefix)
+    ref = patches.token_counts(H, W, P, prefix)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Grid", f"{cur['gh']} x {cur['gw']}")
+    m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model",
+              delta_color="off")
+    m3.metric("Tokens T = N + " + str(prefix), f"{cur['T']:,}")
+    m4.metric("Attention scores T²", f"{cur['T2']:,}",
+              delta=None if choice == P else f"x{cur['T2'] / ref['T2']:.3g} vs model", delta_color="inverse")
+    st.caption(f"Each patch holds {C} x {choice} x {choice} = {C * choice * choice:,} numbers. "
+               + ("**This is the patch size of the loaded model.**" if choice == P else
+                  f"The loaded model uses **P = {P}** (N = {ref['N']}, T = {ref['T']}, T² = {ref['T2']:,})."))
+
+    left, right = st.columns([5, 6])
+    with left:
+        grid = (drawing.grid_overlay, a.image, choice, 640)
+        st.image(cache.encoded("patches_whatif", view + (choice,), *grid), width="stretch", output_format="JPEG")
+        st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
+        png_later(*grid, filename=f"grid-P{choice}.png", key="patches_dl_whatif")
+    with right:
+        fs = font_size()
+        fig = cache.chart("patches_cost", (ctx.spec, H, W, choice, fs), charts.patch_cost,
+                          patches.cost_curve(H, W, prefix, options), P, ref["T2"], choice, cur["T2"], font_size=fs)
+        st.plotly_chart(fig, key="patches_cost", config=PLOTLY_CONFIG)
+
+
+what_if()
 
 one = patches.token_counts(H, W, 1, prefix)
 st.markdown(

@@ -1,12 +1,14 @@
 """Why not pixels as tokens: the cost of self-attention grows with the square of the sequence length."""
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from pages._ui.sidebar import sidebar
-from pages._ui.widgets import header
+from pages._ui import cache
 from pages._ui.present import page_link
+from pages._ui.sidebar import sidebar
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import font_size, header
 from vit_core.analysis import lecture as lec
+from vit_core.render import lecture_charts
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
@@ -30,62 +32,60 @@ st.caption(f"Attention scores in one head of one layer, for a 224 x 224 RGB imag
            f"(RGB together) gives {lec.attention_entries(lec.pixel_tokens(224, per_value=False)):,} scores.")
 
 st.subheader("Try it: the cost for any image and patch size")
-k1, k2, k3 = st.columns([3, 3, 2])
-size = k1.select_slider("Image size (pixels per side)", [32, 64, 96, 128, 160, 224, 256, 384, 512, 1024],
-                        value=224, key="px_size", bind="query-params")
-patch = k2.select_slider("Patch size P (1 = single pixels)", [1, 2, 4, 7, 8, 14, 16, 28, 32], value=16,
-                         key="px_patch", bind="query-params")
-names = [v.name for v in lec.VARIANTS]
-ref_name = k3.selectbox("Model for memory and FLOPs", names, key="px_model", bind="query-params")
-ref = lec.variant(ref_name)
 
-rows = [
-    lec.sequence_cost("every colour value a token", lec.pixel_tokens(size), ref.width, ref.heads, ref.layers, ref.mlp),
-    lec.sequence_cost("every pixel a token (RGB)", lec.pixel_tokens(size, per_value=False), ref.width, ref.heads,
-                      ref.layers, ref.mlp),
-    lec.sequence_cost(f"{patch} x {patch} patches + [CLS]", lec.num_tokens(size, patch), ref.width, ref.heads,
-                      ref.layers, ref.mlp),
-]
-table = pd.DataFrame({
-    "Tokens": [f"{r.tokens:,}" for r in rows],
-    "Scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
-    "Memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
-    f"Memory, {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
-    "FLOPs per layer": [lec.human_flops(r.flops.total) for r in rows],
-    "Share in T² terms": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
-}, index=[r.label for r in rows])
-st.table(table)
-if size % patch:
-    st.caption(f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be cropped.")
-st.caption(f"Memory counts only the attention matrices (float32: 4 bytes per score) of {ref.name} "
-           f"(D = {ref.width}, {ref.heads} heads, {ref.layers} layers), as a forward pass with the probabilities "
-           "kept would hold them. FLOPs count a multiply-add as 2: the linear layers cost 24·T·D², the attention "
-           "4·T²·D per layer.")
 
-pr = rows[-1]
-fig = go.Figure(go.Bar(x=[r.label for r in rows], y=[r.entries for r in rows], marker_color=["#7f1d1d", "#b91c1c", "#c2410c"],
-                       text=[lec.human_count(r.entries) for r in rows], textposition="outside"))
-fig.update_layout(height=420, font=dict(size=16, color="#111111"), margin=dict(l=10, r=10, t=50, b=10),
-                  title="Attention scores per head and layer (log scale)", yaxis_type="log",
-                  yaxis_title="scores", plot_bgcolor="white")
-fig.update_yaxes(gridcolor="#e5e5e5")
-left, right = st.columns(2)
-with left:
-    st.plotly_chart(fig, key="px_bars", config={"displaylogo": False})
+@st.fragment
+def calculator() -> None:
+    """Image size, patch size and model, and what they cost: the three controls rerun only this part."""
+    k1, k2, k3 = st.columns([3, 3, 2])
+    size = k1.select_slider("Image size (pixels per side)", [32, 64, 96, 128, 160, 224, 256, 384, 512, 1024],
+                            value=224, key="px_size", bind="query-params")
+    patch = k2.select_slider("Patch size P (1 = single pixels)", [1, 2, 4, 7, 8, 14, 16, 28, 32], value=16,
+                             key="px_patch", bind="query-params")
+    names = [v.name for v in lec.VARIANTS]
+    ref_name = k3.selectbox("Model for memory and FLOPs", names, key="px_model", bind="query-params")
+    ref = lec.variant(ref_name)
 
-sizes = [p for p in (1, 2, 4, 8, 14, 16, 28, 32) if p <= size]
-curve = [lec.attention_entries(lec.num_tokens(size, p)) for p in sizes]
-fig2 = go.Figure(go.Scatter(x=sizes, y=curve, mode="lines+markers", marker=dict(size=11), line=dict(width=3),
-                            hovertemplate="P = %{x}: %{y:,} scores<extra></extra>"))
-fig2.add_trace(go.Scatter(x=[patch], y=[pr.entries], mode="markers", marker=dict(size=20, color="#c2410c"),
-                          hoverinfo="skip"))
-fig2.update_layout(height=420, font=dict(size=16, color="#111111"), margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
-                   title=f"Halving P multiplies the scores by about 16 ({size} x {size} image)",
-                   xaxis_title="patch size P", yaxis_title="scores (log)", yaxis_type="log", plot_bgcolor="white")
-fig2.update_xaxes(type="log", tickvals=sizes, ticktext=[str(p) for p in sizes], gridcolor="#e5e5e5")
-fig2.update_yaxes(gridcolor="#e5e5e5")
-with right:
-    st.plotly_chart(fig2, key="px_curve", config={"displaylogo": False})
+    rows = [
+        lec.sequence_cost("every colour value a token", lec.pixel_tokens(size), ref.width, ref.heads, ref.layers,
+                          ref.mlp),
+        lec.sequence_cost("every pixel a token (RGB)", lec.pixel_tokens(size, per_value=False), ref.width,
+                          ref.heads, ref.layers, ref.mlp),
+        lec.sequence_cost(f"{patch} x {patch} patches + [CLS]", lec.num_tokens(size, patch), ref.width, ref.heads,
+                          ref.layers, ref.mlp),
+    ]
+    table = pd.DataFrame({
+        "Tokens": [f"{r.tokens:,}" for r in rows],
+        "Scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
+        "Memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
+        f"Memory, {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
+        "FLOPs per layer": [lec.human_flops(r.flops.total) for r in rows],
+        "Share in T² terms": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
+    }, index=[r.label for r in rows])
+    st.table(table)
+    if size % patch:
+        st.caption(f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be "
+                   "cropped.")
+    st.caption(f"Memory counts only the attention matrices (float32: 4 bytes per score) of {ref.name} "
+               f"(D = {ref.width}, {ref.heads} heads, {ref.layers} layers), as a forward pass with the "
+               "probabilities kept would hold them. FLOPs count a multiply-add as 2: the linear layers cost "
+               "24·T·D², the attention 4·T²·D per layer.")
+
+    fs = font_size()
+    sizes = [p for p in (1, 2, 4, 8, 14, 16, 28, 32) if p <= size]
+    left, right = st.columns(2)
+    with left:
+        bars = cache.chart("px_bars", (size, patch, fs), lecture_charts.score_bars, [r.label for r in rows],
+                           [r.entries for r in rows], [lec.human_count(r.entries) for r in rows], font_size=fs)
+        st.plotly_chart(bars, key="px_bars", config=PLOTLY_CONFIG)
+    with right:
+        curve = cache.chart("px_curve", (size, patch, fs), lecture_charts.patch_size_curve, sizes,
+                            [lec.attention_entries(lec.num_tokens(size, p)) for p in sizes], patch, rows[-1].entries,
+                            size, font_size=fs)
+        st.plotly_chart(curve, key="px_curve", config=PLOTLY_CONFIG)
+
+
+calculator()
 
 st.markdown(f"""
 **Why the square?** Self-attention scores every (query, key) pair: with T tokens that is T x T numbers per

@@ -1,19 +1,16 @@
 """3 · Position embeddings: what the learned 1-D position embeddings found out about 2-D images."""
 import math
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
+from pages._ui import cache
 from pages._ui.sidebar import sidebar
-from pages._ui.widgets import code_box, header, png_button
-from vit_core.analysis import maps
-from vit_core.render import drawing
-from vit_core.analysis import embeddings
-from vit_core.render import figures
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import code_box, font_size, header, png_later
+from vit_core.analysis import embeddings, maps
+from vit_core.render import charts, figures, views
 
-PNG = {"toImageButtonOptions": {"format": "png", "scale": 2}}
-CMAP, PLOTLY_SCALE = "RdBu_r", "RdBu_r"
+CMAP = "RdBu_r"  # matplotlib and plotly both know it
 
 ctx = sidebar()
 model = ctx.loaded.model
@@ -53,32 +50,28 @@ with opt1:
 r, c = divmod(i, gw)
 
 tile_px = max(24, min(64, 840 // max(gh, gw)))
-mosaic, pitch = drawing.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px)
-bar = drawing.colorbar_image(CMAP, -1, 1, width=mosaic.shape[1], label="cosine similarity") if shared else \
-    drawing.colorbar_image(CMAP, 0, 1, width=mosaic.shape[1], label="each tile: its lowest (0) to its highest (1)")
+pitch, width = views.mosaic_pitch((gh, gw), tile_px)
+label = "cosine similarity" if shared else "each tile: its lowest (0) to its highest (1)"
+fs = font_size()
+grid_key = (ctx.spec, shared, tile_px)
 left, right = st.columns(2)
 with left:
     height = 470
-    picker = figures.mosaic_picker(mosaic, (gh, gw), pitch, selected=i, height=height)
-    st.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PNG,
+    mosaic = cache.encoded("pos_mosaic", grid_key, views.similarity_grid, sim, CMAP, shared, tile_px)
+    picker = cache.chart("pos_pick", grid_key + (i, fs), figures.mosaic_picker, mosaic, (gh, gw), pitch,
+                         selected=i, height=height, font_size=fs)
+    st.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PLOTLY_CONFIG,
                     on_select=lambda: figures.store_pick(st.session_state, "pos_pick", KEY, N))
-    st.image(bar, width="stretch")
-    marked, _ = drawing.similarity_mosaic(sim, CMAP, shared=shared, tile=tile_px, highlight=i)
-    full = np.concatenate([marked, np.full((12, mosaic.shape[1], 3), 255, np.uint8), bar])
-    png_button(full, "position-similarity-grid.png", key="pos_dl_grid")
+    st.image(cache.encoded("pos_bar", (shared, width), views.similarity_bar, CMAP, shared, width, label, fmt="png"),
+             width="stretch", output_format="PNG")
+    png_later(views.similarity_grid, sim, CMAP, shared, tile_px, i, label, filename="position-similarity-grid.png",
+              key="pos_dl_grid")
 with right:
     tile = sim[i]
     zmin, zmax = (-1.0, 1.0) if shared else (float(tile.min()), float(tile.max()))
-    big = go.Figure(go.Heatmap(z=tile, colorscale=PLOTLY_SCALE, zmin=zmin, zmax=zmax,
-                               colorbar=dict(title="cos", thickness=18),
-                               hovertemplate="row %{y}, col %{x}<br>cos = %{z:.3f}<extra></extra>"))
-    big.add_trace(go.Scatter(x=[c], y=[r], mode="markers", marker=dict(symbol="x", size=18, color="black"),
-                             hoverinfo="skip", showlegend=False))
-    big.update_layout(font=figures.FONT, height=height, margin=dict(l=10, r=10, t=50, b=10),
-                      title=f"Position {i} (row {r}, column {c})")
-    big.update_yaxes(autorange="reversed", scaleanchor="x", title="row", constrain="domain")
-    big.update_xaxes(title="column", constrain="domain")
-    st.plotly_chart(figures.legible(big), key="pos_big", config=PNG)
+    big = cache.chart("pos_big", (ctx.spec, shared, i, fs), charts.similarity_tile, tile, r, c,
+                      f"Position {i} (row {r}, column {c})", zmin, zmax, height=height, marker=18, font_size=fs)
+    st.plotly_chart(big, key="pos_big", config=PLOTLY_CONFIG)
 
 # --- what the numbers say ------------------------------------------------------------------------
 st.subheader("Learned 1-D, found 2-D")
@@ -117,13 +110,9 @@ st.markdown("Nothing in the architecture asks for this: the model only ever adds
             "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
             "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
 
-dist, means = embeddings.similarity_by_distance(sim)
-dfig = go.Figure(go.Scatter(x=dist, y=means, mode="markers", marker=dict(size=12, color="#0d9488"),
-                            hovertemplate="distance %{x} cells<br>mean cos %{y:.3f}<extra></extra>"))
-dfig.update_layout(font=figures.FONT, height=360, margin=dict(l=10, r=10, t=50, b=10),
-                   title="Mean similarity against distance on the grid", xaxis_title="distance (grid cells)",
-                   yaxis_title="mean cosine similarity")
-st.plotly_chart(figures.legible(dfig), key="pos_dist", config=PNG)
+dfig = cache.chart("pos_dist", (ctx.spec, fs), lambda: charts.similarity_by_distance(
+    *embeddings.similarity_by_distance(sim), font_size=fs))
+st.plotly_chart(dfig, key="pos_dist", config=PLOTLY_CONFIG)
 st.caption("One dot per distance: the mean similarity of all pairs of positions that far apart. Pairs in "
            "the same row or column sit at whole-number distances, which is why those dots can stand out.")
 
@@ -134,39 +123,42 @@ sizes = embeddings.input_size_options(img_size, P)
 if st.session_state.get("pos_size") not in (None, *sizes):
     st.session_state["pos_size"] = img_size
 default_size = min(sizes, key=lambda v: abs(v - 1.5 * img_size))
-size = st.select_slider("Input size (pixels per side)", options=sizes, value=default_size, key="pos_size",
-                        bind="query-params",
-                        help="The model has one embedding per position of its training grid. A larger image "
-                             "has more patches, so the embeddings are resampled to the new grid.")
-ng = (size // P, size // P)
-new_sim = embeddings.resized_similarity(model, ng)
-j = embeddings.map_patch(i, (gh, gw), ng)
-new_nf = embeddings.neighbour_vs_far(new_sim, far=5)
-if ng == (gh, gw):
-    st.markdown(f"{size} x {size} pixels is the size this model was trained at: its {N} position embeddings are "
-                "used as they are. Move the slider to see what a smaller or larger input would get.")
-else:
-    st.markdown(
-        f"At {size} x {size} pixels the model would see a {ng[0]} x {ng[1]} grid: {ng[0] * ng[1]} patches instead "
-        f"of {N}. There is no learned embedding for the new positions, so they are **interpolated** from the "
-        f"trained {gh} x {gw} grid (bicubic, as timm does; the paper does the same when fine-tuning at a higher "
-        "resolution, Sec. 3.2). It is the one place where ViT is told that the patches form a 2-D grid.")
-left, right = st.columns(2)
-for col, m, title, (rr, cc), g in (
-    (left, sim[i], f"Trained grid {gh} x {gw}: position {i}", divmod(i, gw), (gh, gw)),
-    (right, new_sim[j], f"Resampled {ng[0]} x {ng[1]}: position {j}", divmod(j, ng[1]), ng),
-):
-    f = go.Figure(go.Heatmap(z=m, colorscale=PLOTLY_SCALE, zmin=-1, zmax=1, colorbar=dict(title="cos", thickness=18),
-                             hovertemplate="row %{y}, col %{x}<br>cos = %{z:.3f}<extra></extra>"))
-    f.add_trace(go.Scatter(x=[cc], y=[rr], mode="markers", marker=dict(symbol="x", size=16, color="black"),
-                           hoverinfo="skip", showlegend=False))
-    f.update_layout(font=figures.FONT, height=440, margin=dict(l=10, r=10, t=50, b=10), title=title)
-    f.update_yaxes(autorange="reversed", scaleanchor="x", title="row", constrain="domain")
-    f.update_xaxes(title="column", constrain="domain")
-    col.plotly_chart(figures.legible(f), key=f"pos_resize_{'a' if col is left else 'b'}", config=PNG)
-st.caption(f"The resampled position {j} sits where position {i} was. Neighbours vs 5+ cells apart after "
-           f"resampling: {fmt(new_nf['near'])} vs {fmt(new_nf['far'])} (trained grid: {fmt(nf['near'])} vs "
-           f"{fmt(nf['far'])}).")
+
+
+@st.fragment
+def resized() -> None:
+    """The input-size slider reruns only this part."""
+    size = st.select_slider("Input size (pixels per side)", options=sizes, value=default_size, key="pos_size",
+                            bind="query-params",
+                            help="The model has one embedding per position of its training grid. A larger image "
+                                 "has more patches, so the embeddings are resampled to the new grid.")
+    ng = (size // P, size // P)
+    new_sim = embeddings.resized_similarity(model, ng)
+    j = embeddings.map_patch(i, (gh, gw), ng)
+    new_nf = embeddings.neighbour_vs_far(new_sim, far=5)
+    if ng == (gh, gw):
+        st.markdown(f"{size} x {size} pixels is the size this model was trained at: its {N} position embeddings are "
+                    "used as they are. Move the slider to see what a smaller or larger input would get.")
+    else:
+        st.markdown(
+            f"At {size} x {size} pixels the model would see a {ng[0]} x {ng[1]} grid: {ng[0] * ng[1]} patches instead "
+            f"of {N}. There is no learned embedding for the new positions, so they are **interpolated** from the "
+            f"trained {gh} x {gw} grid (bicubic, as timm does; the paper does the same when fine-tuning at a higher "
+            "resolution, Sec. 3.2). It is the one place where ViT is told that the patches form a 2-D grid.")
+    left, right = st.columns(2)
+    for col, name, m, title, (rr, cc), g in (
+        (left, "a", sim[i], f"Trained grid {gh} x {gw}: position {i}", divmod(i, gw), (gh, gw)),
+        (right, "b", new_sim[j], f"Resampled {ng[0]} x {ng[1]}: position {j}", divmod(j, ng[1]), ng),
+    ):
+        f = cache.chart(f"pos_resize_{name}", (ctx.spec, g, i, fs), charts.similarity_tile, m, rr, cc, title,
+                        height=440, font_size=fs)
+        col.plotly_chart(f, key=f"pos_resize_{name}", config=PLOTLY_CONFIG)
+    st.caption(f"The resampled position {j} sits where position {i} was. Neighbours vs 5+ cells apart after "
+               f"resampling: {fmt(new_nf['near'])} vs {fmt(new_nf['far'])} (trained grid: {fmt(nf['near'])} vs "
+               f"{fmt(nf['far'])}).")
+
+
+resized()
 
 code_box(maps.patch_pos_embed, maps.position_similarity, embeddings.neighbour_vs_far,
          embeddings.resized_similarity)

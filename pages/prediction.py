@@ -3,17 +3,13 @@ import numpy as np
 import streamlit as st
 import torch
 
+from pages._ui import cache
 from pages._ui.cache import get_relevance
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, header, png_button
-from vit_core.analysis import maps
-from vit_core.analysis import attention_views
-from vit_core.analysis import explain
-from vit_core.render import figures
-from vit_core.io import images
-
-
+from pages._ui.widgets import code_box, font_size, header, png_later
+from vit_core.analysis import attention_views, maps
+from vit_core.render import figures, views
 
 ctx = sidebar()
 header("6 · Prediction",
@@ -24,26 +20,25 @@ header("6 · Prediction",
 a = ctx.analysis()
 names = list(ctx.loaded.class_names)
 C, L, n = a.probs.size, a.depth, a.num_prefix_tokens
-
-
+view = (ctx.spec, ctx.sha)
 name = ctx.class_name
+order = np.argsort(a.probs)[::-1]  # classes, most probable first
 
 
-if C == 0:
-    st.info("This model is a feature extractor (for example DINO): it has no classification head, "
-            "so there are no class probabilities, no logit lens and no class-specific maps. Its "
-            "attention maps on page 5 are still meaningful.")
-else:
-    order = np.argsort(a.probs)[::-1]
-    st.subheader("The top classes")
+@st.fragment
+def top_classes() -> None:
+    """How many classes: the slider reruns only this part (the bars and the logit lens)."""
     k = st.slider("How many classes", 1, min(10, C), min(5, C), key="pred_k", bind="query-params")
     top = maps.topk(torch.from_numpy(a.probs), k, [name(i) for i in range(C)])
+    fs = font_size()
     left, right = st.columns([3, 2])
     with left:
-        bars = figures.bar_chart([t[0] for t in top], np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes")
+        bars = cache.chart("pred_top", view + (k, fs), figures.bar_chart, [t[0] for t in top],
+                           np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes", font_size=fs)
         st.plotly_chart(bars, key="pred_top", config=PLOTLY_CONFIG)
     with right:
-        st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off", delta_arrow="off")
+        st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off",
+                  delta_arrow="off")
         if k > 1:
             st.markdown(f"Runner-up: **{top[1][0]}** ({top[1][1]:.1%}).")
         st.caption(f"Probabilities over all {C} classes sum to {a.probs.sum():.4f}.")
@@ -54,11 +49,56 @@ else:
                 "answer firms up with depth.")
     show = order[: max(k, 2) if C > 1 else 1]
     z, cls_names = attention_views.lens_table(a, names, show)
-    fig = figures.heatmap(z, x=cls_names, y=[f"block {i}" for i in range(1, L + 1)], colorscale="Viridis",
-                          title="Probability of the top classes after each block", zmin=0, zmax=1,
-                          height=max(360, 90 + 42 * L))
-    fig.update_traces(texttemplate="%{z:.0%}")
-    st.plotly_chart(fig, key="pred_lens", config=PLOTLY_CONFIG)
+    lens = cache.chart("pred_lens", view + (len(show), fs), figures.heatmap, z, x=cls_names,
+                       y=[f"block {i}" for i in range(1, L + 1)], colorscale="Viridis",
+                       title="Probability of the top classes after each block", zmin=0, zmax=1,
+                       height=max(360, 90 + 42 * L), texttemplate="%{z:.0%}", font_size=fs)
+    st.plotly_chart(lens, key="pred_lens", config=PLOTLY_CONFIG)
+
+
+@st.fragment
+def relevance() -> None:
+    """Colour map and the two classes: these controls rerun only this part."""
+    s1, s2, s3 = st.columns(3)
+    cmap = s1.selectbox("Colour map", figures.CMAPS, key="pred_cmap", bind="query-params")
+    c1 = s2.selectbox("Class A", opts, int(order[0]), format_func=name, key="pred_c1", bind="query-params")
+    c2 = s3.selectbox("Class B", opts, int(order[min(1, C - 1)]), format_func=name, key="pred_c2",
+                      bind="query-params")
+    g0, g1, g2 = st.columns(3)
+    if n:
+        with g0:
+            roll = (views.token_overlay, a, a.rollout[-1][0], cmap, 0.6)
+            st.markdown("**Rollout** (the same for any class)")
+            st.image(cache.encoded("pred_roll", view + (cmap,), *roll), width="stretch", output_format="JPEG")
+            png_later(*roll, filename="rollout.png", key="pred_dl_roll")
+    rel_maps = {}
+    for col, cls, tag in ((g1, c1, "A"), (g2, c2, "B")):
+        with col:
+            try:
+                with st.spinner(f"Back-propagating {name(cls)}…"):
+                    rel_maps[tag] = get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
+            except Exception as err:  # a class map must never break the page
+                st.error(f"The relevance map for {name(cls)} could not be computed: {err}")
+                continue
+            img = (views.map_overlay, a, rel_maps[tag], cmap, 0.6)
+            st.markdown(f"**{tag}: {name(cls)}** ({a.probs[cls]:.1%})")
+            st.image(cache.encoded("pred_rel", view + (int(cls), cmap), *img), width="stretch", output_format="JPEG")
+            png_later(*img, filename=f"relevance-{cls}.png", key=f"pred_dl_{tag}")
+    if len(rel_maps) == 2:
+        ma, mb = rel_maps["A"].ravel(), rel_maps["B"].ravel()
+        corr = float(np.corrcoef(ma, mb)[0, 1]) if ma.std() > 0 and mb.std() > 0 else float("nan")
+        same = "the same class twice" if c1 == c2 else f"{name(c1)} vs. {name(c2)}"
+        st.markdown(f"Correlation between the two relevance maps ({same}): **{corr:.2f}** "
+                    "(1 = identical pattern). Each map is scaled to its own range.")
+
+
+if C == 0:
+    st.info("This model is a feature extractor (for example DINO): it has no classification head, "
+            "so there are no class probabilities, no logit lens and no class-specific maps. Its "
+            "attention maps on page 5 are still meaningful.")
+else:
+    st.subheader("The top classes")
+    top_classes()
     best, best_p = attention_views.lens_top(a)
     st.markdown("Top class after each block: " + " · ".join(
         f"{i + 1}: **{name(int(c))}** {p:.0%}" for i, (c, p) in enumerate(zip(best, best_p))))
@@ -78,36 +118,5 @@ elif C:
     for key, default in (("pred_c1", int(order[0])), ("pred_c2", int(order[min(1, C - 1)]))):
         if st.session_state.get(key, default) not in range(C):
             del st.session_state[key]
-    s1, s2, s3 = st.columns(3)
-    cmap = s1.selectbox("Colour map", figures.CMAPS, key="pred_cmap", bind="query-params")
-    c1 = s2.selectbox("Class A", opts, int(order[0]), format_func=name, key="pred_c1", bind="query-params")
-    c2 = s3.selectbox("Class B", opts, int(order[min(1, C - 1)]), format_func=name, key="pred_c2",
-                      bind="query-params")
-    big = figures.upscale_to(a.image)
-    g0, g1, g2 = st.columns(3)
-    roll = figures.overlay(big, explain.patch_map(a, a.rollout[-1][0]), cmap, 0.6) if n else None
-    with g0:
-        if roll is not None:
-            st.markdown("**Rollout** (the same for any class)")
-            st.image(roll, width="stretch")
-            png_button(roll, "rollout.png", key="pred_dl_roll")
-    rel_maps = {}
-    for col, cls, tag in ((g1, c1, "A"), (g2, c2, "B")):
-        with col:
-            try:
-                with st.spinner(f"Back-propagating {name(cls)}…"):
-                    rel_maps[tag] = get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
-            except Exception as err:  # a class map must never break the page
-                st.error(f"The relevance map for {name(cls)} could not be computed: {err}")
-                continue
-            img = figures.overlay(big, rel_maps[tag], cmap, 0.6)
-            st.markdown(f"**{tag}: {name(cls)}** ({a.probs[cls]:.1%})")
-            st.image(img, width="stretch")
-            png_button(img, f"relevance-{cls}.png", key=f"pred_dl_{tag}")
-    if len(rel_maps) == 2:
-        ma, mb = rel_maps["A"].ravel(), rel_maps["B"].ravel()
-        corr = float(np.corrcoef(ma, mb)[0, 1]) if ma.std() > 0 and mb.std() > 0 else float("nan")
-        same = "the same class twice" if c1 == c2 else f"{name(c1)} vs. {name(c2)}"
-        st.markdown(f"Correlation between the two relevance maps ({same}): **{corr:.2f}** "
-                    "(1 = identical pattern). Each map is scaled to its own range.")
+    relevance()
 code_box(maps.topk, maps.logit_lens, maps.class_relevance)

@@ -41,3 +41,18 @@ def clamp_state(key: str, lo, hi) -> None:
     """Forget a remembered widget value outside this model's range (another model may be smaller)."""
     if key in st.session_state and not lo <= st.session_state[key] <= hi:
         del st.session_state[key]
+
+
+def font_size() -> int:
+    """The smallest text on a chart, in px: 24 in presentation mode (body text is ~23.5 px there),
+    16 otherwise. Chart builders take it as ``font_size``; it belongs in every chart's cache key."""
+    return 24 if present.is_present() else 16
+
+
+def png_later(build, *args, filename: str, key: str, label: str = "Download PNG") -> None:
+    """A PNG download of ``build(*args)``, drawn and encoded only when the button is clicked.
+
+    For pictures a page shows as cached bytes (``cache.encoded``): the array itself is never
+    needed on a normal run."""
+    st.download_button(label, lambda: figures.to_png(build(*args)), file_name=filename, mime="image/png",
+                       key=key, on_click="ignore")

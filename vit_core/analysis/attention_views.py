@@ -61,6 +61,29 @@ def attention_step(a: Analysis, layer: int, head: int, query: int) -> AttentionS
     )
 
 
+@dataclass(frozen=True)
+class HeadSoftmax:
+    """softmax(Q K^T / sqrt(d)) for a whole head, recomputed in float64 from the cached q and k."""
+
+    raw: np.ndarray  # (T, T) Q K^T
+    scores: np.ndarray  # (T, T) Q K^T / sqrt(d)
+    weights: np.ndarray  # (T, T) row-wise softmax of the scores
+    diff: float  # max |weights - the model's own attention|
+    row_sum_error: float  # max |row sum - 1|
+
+
+def head_softmax(a: Analysis, layer: int, head: int) -> HeadSoftmax:
+    """Recompute one head's whole attention matrix (layer, head 0-based) and compare it with the model's."""
+    q, k = a.q[layer, head].astype(np.float64), a.k[layer, head].astype(np.float64)  # (T, d)
+    raw = q @ k.T  # (T, T)
+    scores = raw / np.sqrt(q.shape[-1])
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))  # shifted so exp cannot overflow
+    weights /= weights.sum(axis=1, keepdims=True)
+    return HeadSoftmax(raw=raw, scores=scores, weights=weights,
+                       diff=float(np.abs(weights - a.attn[layer, head]).max()),
+                       row_sum_error=float(np.abs(weights.sum(axis=1) - 1).max()))
+
+
 def cls_maps(a: Analysis) -> np.ndarray:
     """[CLS] attention over the patches for every layer and head: (L, h, gh, gw)."""
     attn = torch.from_numpy(a.attn)

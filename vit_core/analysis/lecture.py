@@ -144,6 +144,12 @@ HISTORY = (
 )
 
 
+
+def history_shown(show: str | None) -> list[Event]:
+    """The events of one strand of the story: "Language", "Vision" or "All" (None); ViT always."""
+    return [e for e in HISTORY if show in (None, "All") or (show == "Language") == (e.kind == "NLP")
+            or e.kind == "ViT"]
+
 # --- Calculators ----------------------------------------------------------------------------
 
 

@@ -1,15 +1,15 @@
 """Figures for the pages: colour maps, overlays, grids and mosaics (numpy / PIL) and plotly charts.
 
 Heatmaps are blended onto the image here rather than shipped to the browser as raw attention
-(a ViT-B/16 attention stack is 22 MB). Fonts and line widths are sized for a projector. Every
-plotly builder here passes its figure through ``legible`` before returning it. Pictures with
-text on them (labels need a font) live in ``vit_core.render.drawing``.
+(a ViT-B/16 attention stack is 22 MB). Fonts and line widths are sized for a projector: every
+plotly builder takes ``font_size`` and builds its figure in one constructor call with a
+``style.layout(...)`` dict. The pages' own charts are in ``charts`` and ``lecture_charts``;
+pictures with text on them (labels need a font) live in ``vit_core.render.drawing``.
 """
 from __future__ import annotations
 
 import base64
 import io
-import math
 from collections.abc import MutableMapping
 
 import matplotlib
@@ -17,7 +17,10 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
-FONT = dict(size=18)
+# Re-exported: pages and other render modules reach the chart style through ``figures`` too.
+from vit_core.render.style import (FONT, FONT_SIZE, INK, axis, colorbar, font, layout, legible,  # noqa: F401
+                                   log_ticks, safe_colorscale)
+
 # Colour maps that keep their order when a beamer washes out the mid-tones.
 CMAPS = ("inferno", "viridis", "magma", "cividis", "turbo")
 
@@ -44,13 +47,20 @@ def to_jpeg(img: np.ndarray, width: int | None = None, quality: int = 92) -> byt
     return buf.getvalue()
 
 
-def data_uri(img: np.ndarray) -> str:
-    """A JPEG data URI of an (H, W, 3) uint8 image, for plotly's ``go.Image(source=...)``.
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of encoded image bytes, read from the header alone."""
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+def data_uri(img: np.ndarray | bytes) -> str:
+    """A JPEG data URI of an (H, W, 3) uint8 image (or of JPEG bytes), for ``go.Image(source=...)``.
 
     Shipping ``z`` instead makes plotly validate and serialise every pixel as JSON numbers
     (~70 ms and ~1 MB for 224 x 224); a JPEG source is ~2 ms and ~30 kB.
     """
-    return "data:image/jpeg;base64," + base64.b64encode(to_jpeg(img)).decode()
+    data = img if isinstance(img, bytes) else to_jpeg(img)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
 # --- colour ----------------------------------------------------------------------------------
@@ -60,6 +70,12 @@ def normalise(m: np.ndarray) -> np.ndarray:
     """Stretch an array to 0..1 by its own minimum and maximum (all zeros when it is constant)."""
     lo, hi = float(m.min()), float(m.max())
     return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m, dtype=np.float32)
+
+
+def clip_limit(z: np.ndarray, percentile: float = 99) -> float:
+    """A symmetric colour-scale limit: the given percentile of |z| (1 when that is 0), so that a
+    few large values do not wash out the rest."""
+    return float(np.percentile(np.abs(z), percentile)) or 1.0
 
 
 def _cmap_rgb(x: np.ndarray, cmap: str) -> np.ndarray:
@@ -148,45 +164,26 @@ def map_mosaic(maps: np.ndarray, cols: int, cmap: str = "viridis", tile: int = 6
     return mosaic(tiles, cols)
 
 
-# --- plotly ----------------------------------------------------------------------------------
+# --- plotly: pickers and the shared charts (sizes and fonts from ``style``) ----------------------
 
 
-def legible(fig: go.Figure, size: int = 18) -> go.Figure:
-    """Projector-sized fonts on a plotly figure: titles, axes, ticks, legend, text, colour bars.
-
-    Streamlit's chart theme replaces the layout-wide font, so each part gets its own size too.
-    Applying it twice does no harm.
-    """
-    fig.update_layout(font_size=size, title_font_size=size + 4, legend_font_size=size - 2,
-                      hoverlabel_font_size=size - 2)
-    fig.update_xaxes(tickfont_size=size - 2, title_font_size=size)
-    fig.update_yaxes(tickfont_size=size - 2, title_font_size=size)
-    fig.update_traces(textfont_size=size - 2, selector=lambda t: "textfont" in t)
-    fig.update_traces(colorbar_tickfont_size=size - 2, colorbar_title_font_size=size - 2,
-                      selector=lambda t: t.type in ("heatmap", "contour"))
-    return fig
-
-
-def _picker(image: np.ndarray, x: np.ndarray, y: np.ndarray, marker: dict, hover: str, height: int,
-            box: tuple[float, float, float, float] | None, box_line: dict, **scatter) -> go.Figure:
+def _picker(image: np.ndarray | bytes, x: np.ndarray, y: np.ndarray, marker: dict, hover: str, height: int,
+            box: tuple[float, float, float, float] | None, box_line: dict, font_size: int,
+            **scatter) -> go.Figure:
     """An image with one clickable marker per (x, y); selection events carry the marker's index."""
-    # One constructor call: plotly's update_* chain costs ~30 ms here, and pickers are rebuilt on
-    # every click.
     shapes = [] if box is None else [dict(type="rect", x0=box[0], y0=box[1], x1=box[2], y1=box[3],
                                           line=box_line)]
-    fig = go.Figure(
+    return go.Figure(
         data=[go.Image(source=data_uri(image), hoverinfo="skip"),
               go.Scatter(x=x, y=y, mode="markers", marker=marker, customdata=np.arange(len(x)),
                          hovertemplate=hover + " %{customdata}<extra></extra>", **scatter)],
-        layout=dict(height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False, font=FONT,
-                    hoverlabel=dict(font=dict(size=FONT["size"] - 2)), dragmode=False,
-                    clickmode="event+select", xaxis=dict(visible=False), yaxis=dict(visible=False),
-                    shapes=shapes))
-    return fig  # already legible: axes hidden, fonts set above
+        layout=layout(font_size, height=height, grow=False, margin=dict(l=0, r=0, t=0, b=0), showlegend=False,
+                      dragmode=False, clickmode="event+select", xaxis=dict(visible=False),
+                      yaxis=dict(visible=False), shapes=shapes))
 
 
 def patch_picker(image: np.ndarray, grid: tuple[int, int], patch: int, selected: int | None = None,
-                 height: int = 560) -> go.Figure:
+                 height: int = 560, font_size: int = FONT_SIZE) -> go.Figure:
     """The image with one clickable marker per patch centre (plotly selection gives its index)."""
     gh, gw = grid
     rows, cols = np.divmod(np.arange(gh * gw), gw)
@@ -197,12 +194,13 @@ def patch_picker(image: np.ndarray, grid: tuple[int, int], patch: int, selected:
     marker = dict(size=max(6, int(height / max(gh, gw) * 0.55)), color="rgba(255,255,255,0.12)",
                   line=dict(width=1, color="rgba(255,255,255,0.5)"), symbol="square")
     return _picker(image, cols * patch + patch / 2, rows * patch + patch / 2, marker, "patch", height,
-                   box, dict(color="cyan", width=4))
+                   box, dict(color="cyan", width=4), font_size)
 
 
-def mosaic_picker(mosaic: np.ndarray, grid: tuple[int, int], pitch: int, pad: int = 2,
-                  selected: int | None = None, height: int = 560) -> go.Figure:
-    """A server-side tile mosaic as a plotly image with one invisible, clickable marker per tile.
+def mosaic_picker(mosaic: np.ndarray | bytes, grid: tuple[int, int], pitch: int, pad: int = 2,
+                  selected: int | None = None, height: int = 560, font_size: int = FONT_SIZE) -> go.Figure:
+    """A server-side tile mosaic (an array, or its JPEG bytes) as a plotly image with one invisible,
+    clickable marker per tile.
 
     Like patch_picker, but the markers are transparent so the tiles keep their colours;
     hovering names the position. Selection events carry the tile index as customdata.
@@ -219,7 +217,7 @@ def mosaic_picker(mosaic: np.ndarray, grid: tuple[int, int], pitch: int, pad: in
                   color="rgba(0,0,0,0.01)", line=dict(width=0))
     # full opacity either way: plotly would otherwise dim the tiles that are not selected
     return _picker(mosaic, pad + cols * pitch + tile / 2, pad + rows * pitch + tile / 2, marker, "position",
-                   height, box, dict(color="black", width=3),
+                   height, box, dict(color="black", width=3), font_size,
                    selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))
 
 
@@ -251,59 +249,61 @@ def store_pick(state: MutableMapping, chart_key: str, target_key: str, count: in
         state[target_key] = offset + idx
 
 
-def bar_chart(names: list[str], values: np.ndarray, title: str = "", xlabel: str = "probability") -> go.Figure:
+def bar_chart(names: list[str], values: np.ndarray, title: str = "", xlabel: str = "probability",
+              font_size: int = FONT_SIZE) -> go.Figure:
     """Horizontal bars, largest on top, with values printed (top-k classes)."""
-    fig = go.Figure(go.Bar(x=values[::-1], y=names[::-1], orientation="h", marker_color="#c2410c",
-                           text=[f"{v:.1%}" for v in values[::-1]], textposition="outside"))
-    fig.update_layout(title=title, font=FONT, height=80 + 48 * len(names), margin=dict(l=10, r=40, t=50, b=40),
-                      xaxis=dict(title=xlabel, range=[0, max(1e-9, float(values.max())) * 1.25]))
-    return legible(fig)
+    v = np.asarray(values)[::-1]
+    return go.Figure(
+        data=[go.Bar(x=v, y=list(names)[::-1], orientation="h", marker_color="#c2410c", cliponaxis=False,
+                     text=[f"{x:.1%}" for x in v], textposition="outside", textfont=font(font_size))],
+        layout=layout(font_size, title, height=80 + 48 * len(names),
+                       margin=dict(l=10, r=40, t=2 * font_size + 18, b=40),
+                       xaxis=dict(title=xlabel, range=[0, max(1e-9, float(v.max(initial=0))) * 1.25])))
 
 
 def heatmap(z: np.ndarray, x=None, y=None, title: str = "", colorscale: str = "Inferno",
-            xlabel: str = "", ylabel: str = "", height: int = 520, zmin=None, zmax=None) -> go.Figure:
-    """A matrix as a heatmap, first row on top (as it is printed)."""
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmin=zmin, zmax=zmax))
-    fig.update_layout(title=title, font=FONT, height=height, margin=dict(l=10, r=10, t=50, b=10),
-                      xaxis_title=xlabel, yaxis_title=ylabel)
-    fig.update_yaxes(autorange="reversed")
-    return legible(fig)
+            xlabel: str = "", ylabel: str = "", height: int = 520, zmin=None, zmax=None,
+            font_size: int = FONT_SIZE, texttemplate: str | None = None,
+            outline_row: int | None = None) -> go.Figure:
+    """A matrix as a heatmap, first row on top (as it is printed).
+
+    ``texttemplate`` prints each value in its cell (e.g. "%{z:.0%}"); ``outline_row`` draws a
+    black frame around one row.
+    """
+    shapes = [] if outline_row is None else [dict(
+        type="rect", x0=-0.5, x1=np.shape(z)[1] - 0.5, y0=outline_row - 0.5, y1=outline_row + 0.5,
+        line=dict(color="black", width=3))]
+    return go.Figure(
+        # cell labels: size only, so that plotly draws them white on dark cells and black on light ones
+        data=[go.Heatmap(z=z, x=x, y=y, colorscale=safe_colorscale(colorscale), zmin=zmin, zmax=zmax,
+                         colorbar=colorbar(font_size),
+                         texttemplate=texttemplate, textfont=dict(size=font_size))],
+        layout=layout(font_size, title, height=height, xaxis=dict(title=xlabel),
+                       yaxis=dict(title=ylabel, autorange="reversed"), shapes=shapes))
 
 
-def distance_scatter(distance: np.ndarray, title: str = "Mean attention distance") -> go.Figure:
+def distance_scatter(distance: np.ndarray, title: str = "Mean attention distance",
+                     font_size: int = FONT_SIZE) -> go.Figure:
     """Paper Fig 7 right: x = layer, y = distance in pixels from 0, one point and colour per head."""
     L, h = distance.shape
     # tab10/tab20 keep neighbouring heads apart; plotly's default cycle repeats after 10
     palette = matplotlib.colormaps["tab20" if h > 10 else "tab10"].colors
-    fig = go.Figure()
-    for head in range(h):
-        r, g, b = (int(255 * c) for c in palette[head % len(palette)][:3])
-        fig.add_trace(go.Scatter(x=np.arange(1, L + 1), y=distance[:, head], mode="markers",
-                                 name=f"head {head + 1}", marker=dict(size=12, color=f"rgb({r},{g},{b})")))
-    fig.update_layout(title=title, font=FONT, height=480, xaxis_title="layer (network depth)",
-                      yaxis_title="mean attention distance (pixels)", margin=dict(l=10, r=10, t=60, b=10))
-    fig.update_xaxes(dtick=1)
-    fig.update_yaxes(range=[0, float(distance.max()) * 1.1 + 1e-6])
-    return legible(fig)
+    rgb = [tuple(int(255 * c) for c in palette[head % len(palette)][:3]) for head in range(h)]
+    return go.Figure(
+        data=[go.Scatter(x=np.arange(1, L + 1), y=distance[:, head], mode="markers", name=f"head {head + 1}",
+                         marker=dict(size=12, color="rgb({},{},{})".format(*rgb[head]))) for head in range(h)],
+        layout=layout(font_size, title, height=480, margin=dict(l=10, r=10, t=2 * font_size + 28, b=10),
+                       xaxis=dict(title="layer (network depth)", dtick=1),
+                       yaxis=dict(title="mean attention distance (pixels)",
+                                  range=[0, float(distance.max()) * 1.1 + 1e-6])))
 
 
-def vector_bars(vectors: dict[str, np.ndarray], title: str, height: int = 380) -> go.Figure:
+def vector_bars(vectors: dict[str, np.ndarray], title: str, height: int = 380,
+                font_size: int = FONT_SIZE) -> go.Figure:
     """Grouped bars of a few same-length vectors over their dimensions (q, k, v, outputs)."""
-    fig = go.Figure()
-    for name, vec in vectors.items():
-        fig.add_trace(go.Bar(x=np.arange(len(vec)), y=vec, name=name))
-    fig.update_layout(title=dict(text=title, y=0.97, yanchor="top"), font=FONT, height=height,
-                      barmode="group", bargap=0.15, margin=dict(l=10, r=10, t=100, b=10),
-                      xaxis_title="dimension of the head",
-                      legend=dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom"))
-    return legible(fig)
-
-
-def log_ticks(values: list[int], keep: int, min_gap: float = 0.2) -> list[int]:
-    """A subset of positive values to label on a log axis: `keep` always, then others in order
-    when at least `min_gap` decades from every label so far (no overlapping tick labels)."""
-    chosen = [keep]
-    for v in sorted(values, key=lambda v: (v & (v - 1) != 0, v)):  # powers of two first
-        if all(abs(math.log10(v) - math.log10(c)) >= min_gap for c in chosen):
-            chosen.append(v)
-    return sorted(chosen)
+    return go.Figure(
+        data=[go.Bar(x=np.arange(len(vec)), y=vec, name=name) for name, vec in vectors.items()],
+        layout=layout(font_size, dict(text=title, y=0.97, yanchor="top"), height=height, barmode="group",
+                       bargap=0.15, margin=dict(l=10, r=10, t=4 * font_size + 36, b=10),
+                       xaxis=dict(title="dimension of the head"),
+                       legend=dict(orientation="h", y=1.0, x=0, xanchor="left", yanchor="bottom")))

@@ -1,0 +1,113 @@
+"""The explainer pages' own plotly charts: patch cost, a patch's numbers, position similarity.
+
+Pure functions: numbers and arrays in, one go.Figure out, built in a single constructor call
+with ``style.layout`` (fonts at ``font_size`` px or more, dark). The pages cache them with
+``pages._ui.cache.chart`` under a key that names every argument.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from vit_core.render.style import FONT_SIZE, colorbar, font, layout, log_ticks, safe_colorscale
+
+CHANNEL_COLOURS = ("#dc2626", "#16a34a", "#2563eb")
+LEGEND_TOP = dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")
+
+
+# --- 1 · Patches ------------------------------------------------------------------------------
+
+
+def patch_cost(curve: dict[str, list[int]], model_patch: int, model_t2: int, choice: int, choice_t2: int,
+               title: str = "Attention cost per head and layer", font_size: int = FONT_SIZE) -> go.Figure:
+    """T² against the patch size on log axes, the model's patch size starred, the choice ringed.
+
+    Args:
+        curve: ``patches.cost_curve`` output: lists "patch", "N", "T" and "T2".
+        model_patch, model_t2: the loaded model's patch size and its T².
+        choice, choice_t2: the patch size picked on the page and its T² (ringed unless the model's).
+    """
+    data = [
+        go.Scatter(x=curve["patch"], y=curve["T2"], mode="lines+markers", name="T²",
+                   line=dict(width=3, color="#1d4ed8"), marker=dict(size=10),
+                   customdata=np.stack([curve["N"], curve["T"]], 1),
+                   hovertemplate="P = %{x}<br>N = %{customdata[0]:,}<br>T = %{customdata[1]:,}"
+                                 "<br>T² = %{y:,}<extra></extra>"),
+        go.Scatter(x=[model_patch], y=[model_t2], mode="markers+text", name="the model",
+                   marker=dict(size=22, symbol="star", color="#c2410c"), text=[f"model: P={model_patch}"],
+                   textposition="top right", textfont=font(font_size), hoverinfo="skip"),
+    ]
+    if choice != model_patch:
+        data.append(go.Scatter(x=[choice], y=[choice_t2], mode="markers", name="your choice", hoverinfo="skip",
+                               marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=3, color="#111"))))
+    # larger labels need more room between ticks on the log axis
+    ticks = log_ticks(list(curve["patch"]), model_patch, min_gap=0.2 * font_size / FONT_SIZE)
+    return go.Figure(data=data, layout=layout(
+        font_size, title, height=440, showlegend=False,
+        xaxis=dict(title="patch size P (pixels, log scale)", type="log", tickvals=ticks),
+        yaxis=dict(title="T² scores (log scale)", type="log", dtick=1, tickformat="~s")))
+
+
+# --- 2 · Patch embedding ------------------------------------------------------------------------
+
+
+def flat_patch(x: np.ndarray, channels: int, title: str, font_size: int = FONT_SIZE) -> go.Figure:
+    """A flattened patch (C*P*P,) as bars, one colour and legend entry per channel (channel-major)."""
+    n = len(x) // channels
+    data = [go.Bar(x=np.arange(ch * n, (ch + 1) * n), y=x[ch * n:(ch + 1) * n], marker_line_width=0,
+                   name="RGB"[ch] if channels == 3 else f"channel {ch}", marker_color=CHANNEL_COLOURS[ch % 3])
+            for ch in range(channels)]
+    return go.Figure(data=data, layout=layout(
+        font_size, title, height=340, bargap=0, legend=LEGEND_TOP,
+        xaxis=dict(title="position in the flattened vector"), yaxis=dict(title="normalised value")))
+
+
+def vector(e: np.ndarray, title: str, font_size: int = FONT_SIZE) -> go.Figure:
+    """One vector (D,) as bars over its dimensions (a patch embedding)."""
+    return go.Figure(
+        data=[go.Bar(x=np.arange(len(e)), y=e, marker_color="#7c3aed", marker_line_width=0)],
+        layout=layout(font_size, title, height=320, bargap=0, xaxis=dict(title="embedding dimension"),
+                      yaxis=dict(title="value")))
+
+
+def norms(patch_norm: np.ndarray, pos_norm: np.ndarray, index: int,
+          title: str = "Vector sizes (norms) for every patch", font_size: int = FONT_SIZE) -> go.Figure:
+    """The norm of every patch embedding and of its position embedding, a dotted line at ``index``."""
+    xs = np.arange(len(patch_norm))
+    mark = dict(type="line", x0=index, x1=index, xref="x", y0=0, y1=1, yref="paper",
+                line=dict(color="black", dash="dot", width=2))
+    return go.Figure(
+        data=[go.Scatter(x=xs, y=patch_norm, mode="lines", name="patch embedding x_p E",
+                         line=dict(width=3, color="#7c3aed")),
+              go.Scatter(x=xs, y=pos_norm, mode="lines", name="position embedding",
+                         line=dict(width=3, color="#0d9488"))],
+        layout=layout(font_size, title, height=340, legend=LEGEND_TOP, shapes=[mark],
+                      xaxis=dict(title="patch"), yaxis=dict(title="norm")))
+
+
+# --- 3 · Position embeddings --------------------------------------------------------------------
+
+
+def similarity_tile(tile: np.ndarray, row: int, col: int, title: str, zmin: float = -1.0, zmax: float = 1.0,
+                    height: int = 440, marker: int = 16, colorscale: str = "RdBu_r",
+                    font_size: int = FONT_SIZE) -> go.Figure:
+    """One position's cosine similarity to every position (gh, gw), itself marked with an x."""
+    return go.Figure(
+        data=[go.Heatmap(z=tile, colorscale=safe_colorscale(colorscale), zmin=zmin, zmax=zmax,
+                         colorbar=colorbar(font_size, "cos", thickness=18),
+                         hovertemplate="row %{y}, col %{x}<br>cos = %{z:.3f}<extra></extra>"),
+              go.Scatter(x=[col], y=[row], mode="markers", marker=dict(symbol="x", size=marker, color="black"),
+                         hoverinfo="skip", showlegend=False)],
+        layout=layout(font_size, title, height=height, xaxis=dict(title="column", constrain="domain"),
+                      yaxis=dict(title="row", autorange="reversed", scaleanchor="x", constrain="domain")))
+
+
+def similarity_by_distance(dist: np.ndarray, means: np.ndarray,
+                           title: str = "Mean similarity against distance on the grid",
+                           font_size: int = FONT_SIZE) -> go.Figure:
+    """One dot per grid distance: the mean similarity of all pairs of positions that far apart."""
+    return go.Figure(
+        data=[go.Scatter(x=dist, y=means, mode="markers", marker=dict(size=12, color="#0d9488"),
+                         hovertemplate="distance %{x} cells<br>mean cos %{y:.3f}<extra></extra>")],
+        layout=layout(font_size, title, height=360, xaxis=dict(title="distance (grid cells)"),
+                      yaxis=dict(title="mean cosine similarity")))
