@@ -54,12 +54,15 @@ html {{ font-size: 21px !important; }}
 .js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .xtitle, .js-plotly-plot .ytitle,
 .js-plotly-plot .gtitle, .js-plotly-plot .legendtext, .js-plotly-plot .cbaxis text {{ fill: #000000 !important; }}
 /* The control bar stays on screen while a long page scrolls. */
-.st-key-vx_navbar {{ position: sticky; top: 0; z-index: 1000; background: #ffffff; padding: 0.25rem 0 0.35rem 0; border-bottom: 2px solid #000000; }}
+/* Fixed rather than sticky: Streamlit wraps the container in a box of its own height. */
+.st-key-vx_navbar {{ position: fixed; top: 0; left: 0; right: 0; z-index: 1000; background: #ffffff; padding: 0.25rem 2.2rem 0.35rem 2.2rem; border-bottom: 2px solid #000000; }}
+[data-testid="stMainBlockContainer"] {{ padding-top: 4.6rem !important; }}
 .st-key-vx_navbar button p {{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; line-height: 1.15; }}
 /* A phone that followed the QR code: the slide, large; no clicker hints, QR or Exit. */
 @media (max-width: 640px) {{
   html {{ font-size: 17px !important; }}
-  [data-testid="stMainBlockContainer"] {{ padding: 0.4rem 0.7rem 2rem 0.7rem !important; }}
+  [data-testid="stMainBlockContainer"] {{ padding: 4.2rem 0.7rem 2rem 0.7rem !important; }}
+  .st-key-vx_navbar {{ padding: 0.2rem 0.5rem 0.3rem 0.5rem; }}
   .st-key-vx_navbar [data-testid="stColumn"] {{ min-width: 0 !important; }}
   .st-key-_present_qr, .st-key-_present_exit, .vx-keys {{ display: none !important; }}
   .st-key-vx_navbar [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; gap: 0.3rem !important; }}
@@ -75,7 +78,8 @@ CLICKER_JS = """
   if (window.__vxClicker) return;
   window.__vxClicker = true;
   function scroller() {
-    const cands = [document.querySelector('[data-testid="stMain"]'),
+    const cands = [document.querySelector('[data-testid="stMainBlockContainer"]'),
+                   document.querySelector('[data-testid="stMain"]'),
                    document.querySelector('[data-testid="stAppViewContainer"]'),
                    document.scrollingElement];
     for (const el of cands) { if (el && el.scrollHeight - el.clientHeight > 2) return el; }
