@@ -222,7 +222,7 @@ def nav_bar(page) -> None:
     """Presentation mode's top bar (sticky): Previous, where we are, the QR code, Exit, Next."""
     prev, nxt, pos, count = neighbours(page)
     with st.container(key="vx_navbar"):
-        c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.6, 1.3, 1.2, 4], vertical_alignment="center")
+        c_prev, c_mid, c_qr, c_exit, c_next = st.columns([4, 1.6, 1.7, 1.2, 4], vertical_alignment="center")
         with c_prev:
             st.button(f"◀ {prev[1]}" if prev else "◀ Start", key="_present_prev", disabled=prev is None,
                       width="stretch", on_click=_request_go, args=(prev,))
@@ -309,8 +309,15 @@ def _is_local(url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
 
 
+@st.fragment
 def share_box(page, large: bool = False) -> None:
-    """The link to this exact view (page, image, model, widget values) and its QR code."""
+    """The link to this exact view (page, image, model, widget values) and its QR code.
+
+    A fragment with its own refresh button: widgets inside other fragments change the URL
+    without rerunning the page, so the link drawn on the last full run can be behind.
+    """
+    st.button("Update to the current view", key=f"_share_refresh_{int(large)}", icon=":material/refresh:",
+              type="tertiary")
     override = st.session_state.get("_share_base", "")
     url = share_url(page, override)
     st.image(qr_png(url, scale=12 if large else 6), width=420 if large else 220,
