@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline", action="store_true", help="also run the class against bench/trivial_app.py")
     p.add_argument("--baseline-pages", type=int, default=None, help="trivial app's page count (default: the target's)")
     p.add_argument("--second-class", action="store_true", help="run the class twice against the same server")
+    p.add_argument("--warm", type=int, default=0,
+                   help="first walk N students through every page, unmeasured (warm caches), on each server")
     p.add_argument("--seed", type=int, default=0, help="seed for photos and lecture pauses")
     p.add_argument("--json", help="write the results to this JSON file")
     args = p.parse_args(argv)
@@ -312,6 +314,12 @@ def print_report(r: dict, title: str, args) -> None:
               f"after {r['after_rss_mb']:.0f} MB ({args.settle:g} s after the last student left)")
 
 
+def warmup_args(args) -> argparse.Namespace:
+    """The warm-up class: ``args.warm`` students walking every page at once, nothing else."""
+    return argparse.Namespace(**{**vars(args), "students": args.warm, "ramp": 0.0, "scenario": "walk",
+                                 "max_pages": None})
+
+
 async def amain(args) -> dict:
     servers: list[Server] = []
     try:
@@ -321,6 +329,8 @@ async def amain(args) -> dict:
             base, pids = await srv.start(), [srv.proc.pid, *args.server_pid]
         else:
             base, pids = args.url.rstrip("/"), args.server_pid
+        if args.warm:
+            await run_class(base, warmup_args(args), pids, "warm-up")
         result = await run_class(base, args, pids, "target")
         result["server_log"] = str(servers[0].log) if args.app else None  # tracebacks of the exceptions
         result["second_class"] = await run_class(base, args, pids, "second") if args.second_class else None
@@ -333,6 +343,8 @@ async def amain(args) -> dict:
             servers.append(srv)
             tbase = await srv.start()
             targs = argparse.Namespace(**{**vars(args), "model": None, "page": "", "train_page": ""})
+            if args.warm:
+                await run_class(tbase, warmup_args(targs), [srv.proc.pid], "warm-up")
             result["baseline"] = b = await run_class(tbase, targs, [srv.proc.pid], "baseline")
             if b["median_page_s"] and result["median_page_s"] is not None:
                 result["ratio_median_page"] = round(result["median_page_s"] / b["median_page_s"], 2)
