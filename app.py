@@ -6,7 +6,7 @@ under Streamlit's AppTest, which drops what this file writes before pg.run() on 
 import streamlit as st
 
 from pages._ui import sidebar, warmup
-from pages._ui.site import PAGES, ROOT
+from pages._ui.site import ALIASES, PAGES, ROOT
 
 sidebar.APP_STARTED = True
 warmup.precompute_gallery()
@@ -20,5 +20,8 @@ pages = [st.Page(str(ROOT / path), title=title, url_path=url if i else "index", 
 # serves the default page only at "/", so the same script is also registered, hidden, there.
 path, title, url, icon = PAGES[0]
 pages.append(st.Page(str(ROOT / path), title=title, url_path=url, icon=icon, visibility="hidden"))
+by_file = {p[0]: p for p in PAGES}
+pages += [st.Page(str(ROOT / f), title=by_file[f][1], url_path=alias, icon=by_file[f][3], visibility="hidden")
+          for alias, f in ALIASES.items() if (ROOT / f).exists()]
 pg = st.navigation(pages, expanded=True)
 pg.run()

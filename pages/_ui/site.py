@@ -16,21 +16,29 @@ DEFAULT_SPEC = "bundled:shapes-vit"
 IMAGENET_DEFAULT = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
 
 # (file, title, url path, icon), in lecture order. app.py and Previous/Next both read this.
+# Each URL path is the file's own name: Streamlit serves the very first request of a fresh server
+# in its legacy "pages/ folder" mode, which finds pages by file name only, so a shared deep link
+# (the QR code of a lecture) works on a fresh server only if the two agree.
 PAGES = [
     ("pages/overview.py", "Overview: 16x16 words", "overview", ":material/home:"),
     ("pages/history.py", "A brief history", "history", ":material/history:"),
-    ("pages/pixels_as_tokens.py", "Why not pixels?", "pixels", ":material/grid_on:"),
+    ("pages/pixels_as_tokens.py", "Why not pixels?", "pixels_as_tokens", ":material/grid_on:"),
     ("pages/patches.py", "1 · Patches", "patches", ":material/apps:"),
-    ("pages/patch_embedding.py", "2 · Patch embedding", "embedding", ":material/linear_scale:"),
-    ("pages/position_embeddings.py", "3 · Position embeddings", "positions", ":material/my_location:"),
-    ("pages/self_attention.py", "4 · Self-attention", "self-attention", ":material/functions:"),
+    ("pages/patch_embedding.py", "2 · Patch embedding", "patch_embedding", ":material/linear_scale:"),
+    ("pages/position_embeddings.py", "3 · Position embeddings", "position_embeddings", ":material/my_location:"),
+    ("pages/self_attention.py", "4 · Self-attention", "self_attention", ":material/functions:"),
     ("pages/attention.py", "5 · Attention maps", "attention", ":material/visibility:"),
     ("pages/prediction.py", "6 · Prediction", "prediction", ":material/flag:"),
-    ("pages/vit_in_numbers.py", "ViT in numbers", "numbers", ":material/leaderboard:"),
-    ("pages/critics_impact.py", "Critics and impact", "impact", ":material/forum:"),
+    ("pages/what_if.py", "What if?", "what_if", ":material/science:"),
+    ("pages/vit_in_numbers.py", "ViT in numbers", "vit_in_numbers", ":material/leaderboard:"),
+    ("pages/critics_impact.py", "Critics and impact", "critics_impact", ":material/forum:"),
     ("pages/train.py", "Train a ViT live", "train", ":material/model_training:"),
     ("pages/appendix.py", "Appendix: self-attention", "appendix", ":material/menu_book:"),
 ]
+# Earlier, shorter URL paths: still served (hidden), so links shared before keep working.
+ALIASES = {"pixels": "pages/pixels_as_tokens.py", "embedding": "pages/patch_embedding.py",
+           "positions": "pages/position_embeddings.py", "self-attention": "pages/self_attention.py",
+           "what-if": "pages/what_if.py", "numbers": "pages/vit_in_numbers.py", "impact": "pages/critics_impact.py"}
 
 # The PNG export of every plotly chart (the mode bar's camera button), at twice the screen size.
 PLOTLY_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}

@@ -61,7 +61,7 @@ def test_presentation_mode_on_a_projector(server, browser):
         time.sleep(0.3)
     assert "/history" in page.url
     page.keyboard.press("PageDown")  # at the end: now it moves on
-    page.wait_for_url("**/pixels?**", timeout=60_000)
+    page.wait_for_url("**/pixels_as_tokens?**", timeout=60_000)
     page.wait_for_function("() => document.querySelector('h1') && "
                            "document.querySelector('h1').innerText === 'Why not pixels as tokens?'", timeout=60_000)
     settle(page)
@@ -107,3 +107,15 @@ def test_every_navigation_name_is_a_working_url(server, browser):
     assert "16x16" in page.locator("h1").first.inner_text()
     assert page.get_by_text("Page not found").count() == 0
     page.close()
+
+
+@pytest.mark.parametrize("url", ["position_embeddings", "self_attention"])
+def test_a_deep_link_is_the_first_request_of_a_fresh_server(browser, url):
+    """The QR code's link may be the very first request a server gets: no "Page not found"."""
+    with app_server() as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(f"{base}/{url}?sample=shapes-star.png", wait_until="domcontentloaded")
+        settle(page)
+        assert page.get_by_text("Page not found").count() == 0
+        assert f"/{url}" in page.url
+        page.close()
