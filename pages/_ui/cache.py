@@ -62,6 +62,25 @@ def get_relevance(spec: str, sha: str, target: int, data: bytes,
     return heavy.RESULTS.get(("relevance", spec, sha, target), compute, on_wait)
 
 
+# --- heavy work keyed on a student's image: the fair queue, a byte-bounded cache ------------------
+def gated(key: tuple, compute, cache: heavy.SharedLRU | None = None):
+    """``compute()`` once per key through the fair queue; a waiting student sees the position."""
+    cache = cache or heavy.RESULTS
+    if key in cache:
+        return cache.get(key, compute)
+    box: dict = {}
+
+    def on_wait(msg: str) -> None:
+        if "b" not in box:
+            box["b"] = st.empty()
+        box["b"].info(msg, icon=":material/hourglass_top:")
+    try:
+        return cache.get(key, compute, on_wait)
+    finally:
+        if "b" in box:
+            box["b"].empty()
+
+
 # --- the sidebar's per-run questions, answered once -------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=64)
 def sample_bytes(name: str) -> tuple[bytes, str]:
@@ -207,60 +226,67 @@ def _wi_input(spec: str, data: bytes, size: int | None = None):
     return loaded, x.to(next(loaded.model.parameters()).device)
 
 
-@st.cache_resource(show_spinner=False, max_entries=96, ttl=3600)
 def wi_run(spec: str, sha: str, hidden: tuple[int, ...], mode: str, pos: str, readout: str, size: int,
            _data: bytes):
     """One intervention: ``hidden`` patches replaced (``mode``), position embeddings ``pos``,
     ``readout`` ("" = as trained), input ``size`` px. An interventions.Run (image, probs, rollout)."""
-    from vit_core.analysis import interventions
+    def compute():
+        from vit_core.analysis import interventions
 
-    loaded, x = _wi_input(spec, _data, size)
-    if hidden:
-        x = interventions.mask_patches(x, list(hidden), loaded.model.cfg.patch_size, mode)
-    return interventions.run(loaded.model, x, loaded.data_config, pos, readout or None)
+        loaded, x = _wi_input(spec, _data, size)
+        if hidden:
+            x = interventions.mask_patches(x, list(hidden), loaded.model.cfg.patch_size, mode)
+        return interventions.run(loaded.model, x, loaded.data_config, pos, readout or None)
+    return gated(('wi_run', spec, sha, hidden, mode, pos, readout, size), compute)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64, ttl=3600)
 def wi_saliency(spec: str, sha: str, method: str, _data: bytes) -> np.ndarray:
     """A saliency map (gh, gw): raw_attention, rollout, chefer (predicted class) or random."""
-    from vit_core.analysis import faithfulness
+    def compute():
+        from vit_core.analysis import faithfulness
 
-    loaded, x = _wi_input(spec, _data)
-    return faithfulness.explanation_map(loaded.model, x, method)
+        loaded, x = _wi_input(spec, _data)
+        return faithfulness.explanation_map(loaded.model, x, method)
+    return gated(('wi_saliency', spec, sha, method,), compute)
 
 
-@st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
 def wi_shuffle(spec: str, sha: str, pos: str, seed: int, _data: bytes):
     """(interventions.ShuffleResult, the shuffled input as the model sees it (H, W, 3) uint8)."""
-    from vit_core.analysis import interventions
+    def compute():
+        from vit_core.analysis import interventions
 
-    loaded, x = _wi_input(spec, _data)
-    r = interventions.shuffle_check(loaded.model, x, pos, seed)
-    return r, explain.image_view(r.shuffled[0], loaded.data_config)
+        loaded, x = _wi_input(spec, _data)
+        r = interventions.shuffle_check(loaded.model, x, pos, seed)
+        return r, explain.image_view(r.shuffled[0], loaded.data_config)
+    return gated(('wi_shuffle', spec, sha, pos, seed,), compute)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64, ttl=3600)
 def wi_deletion(spec: str, sha: str, method: str, steps: int, insert_from: str, _data: bytes):
     """faithfulness.DeletionInsertion of one map (deleted patches take the mean colour)."""
-    from vit_core.analysis import faithfulness
+    sal = wi_saliency(spec, sha, method, _data)  # outside compute(): never hold two queue slots
 
-    loaded, x = _wi_input(spec, _data)
-    sal = wi_saliency(spec, sha, method, _data)
-    return faithfulness.deletion_insertion(loaded.model, x, sal, steps=steps, insert_from=insert_from)
+    def compute():
+        from vit_core.analysis import faithfulness
+
+        loaded, x = _wi_input(spec, _data)
+        return faithfulness.deletion_insertion(loaded.model, x, sal, steps=steps, insert_from=insert_from)
+    return gated(('wi_deletion', spec, sha, method, steps, insert_from,), compute)
 
 
-@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
 def wi_randomization(spec: str, sha: str, method: str, seed: int, _data: bytes):
     """faithfulness.Randomization: the map while the weights are re-initialised top down (a copy)."""
-    from vit_core.analysis import faithfulness
+    def compute():
+        from vit_core.analysis import faithfulness
 
-    loaded, x = _wi_input(spec, _data)
-    return faithfulness.randomization_check(loaded.model, x, method, seed=seed)
+        loaded, x = _wi_input(spec, _data)
+        return faithfulness.randomization_check(loaded.model, x, method, seed=seed)
+    return gated(('wi_randomization', spec, sha, method, seed,), compute)
 
 
-@st.cache_resource(show_spinner=False, max_entries=24, ttl=3600)
 def wi_patch_lens(spec: str, sha: str, _a) -> tuple[np.ndarray, np.ndarray]:
     """Top-5 classes and probabilities of every token after every block: (L, T, 5) each."""
-    from vit_core.analysis import patch_life
+    def compute():
+        from vit_core.analysis import patch_life
 
-    return patch_life.patch_lens(get_model(spec).model, _a.tokens)
+        return patch_life.patch_lens(get_model(spec).model, _a.tokens)
+    return gated(('wi_patch_lens', spec, sha,), compute)
