@@ -1,22 +1,18 @@
-"""A small CNN for the paper's comparison: same data, same budget, similar parameter count.
+"""The baseline network of the paper's comparison: a small CNN of similar parameter count.
 
 The ViT paper's headline (Sec. 4.2, Fig. 3 and 4) is that a ViT lacks a CNN's inductive biases
 (locality, translation equivariance), so on small data a ResNet of similar size wins, and the ViT
 overtakes it only with much more data. :func:`make_cnn` builds a ResNet-style network whose width
-is chosen so its parameter count matches a given ViT's; :func:`train_cnn` trains any module with
-the ViT trainer's data, schedule, augmentation and events, so the two curves can be overlaid.
+is chosen so its parameter count matches a given ViT's. It trains through the ViT's own loop
+(``vit_core.training.loop.fit``): same data, schedule, optimiser rule and events, so the two curves
+can be overlaid. (The paper's FLOP formula by hand is ``vit_core.analysis.lecture.layer_flops``.)
 
 Also here: :func:`model_cost`, the parameter count and forward FLOPs per image of a model built
 on the ``meta`` device (no memory, no compute), used by the training page before a run starts.
 """
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -93,6 +89,13 @@ def make_cnn(target_params: int, num_classes: int, in_chans: int = 3, img_size: 
         return SmallCNN(num_classes, best, in_chans, img_size)
 
 
+def matched_cnn(vit: ViTConfig, seed: int = 0) -> SmallCNN:
+    """The SmallCNN matched in parameters to the ViT ``vit`` (same classes, channels and image size)."""
+    with torch.device("meta"):
+        target = count_params(VisionTransformer(vit))
+    return make_cnn(target, vit.num_classes, vit.in_chans, vit.img_size, seed=seed)
+
+
 # --- cost -----------------------------------------------------------------------------------------
 def forward_flops(make: Callable[[], nn.Module], img_size: int, in_chans: int = 3) -> int:
     """FLOPs (multiply and add counted separately) of one forward pass on one image.
@@ -109,25 +112,11 @@ def forward_flops(make: Callable[[], nn.Module], img_size: int, in_chans: int = 
     return int(fc.get_total_flops())
 
 
-def vit_flops_formula(cfg: ViTConfig) -> int:
-    """The same count by hand, as in the paper's appendix: 2 x multiply-accumulates per image.
-
-    Patch embedding N*(C*P*P)*D; per block 4*T*D^2 (q, k, v, output projection) + 2*T^2*D
-    (scores and weighted sum) + 2*r*T*D^2 (the MLP); then the head D*K.
-    """
-    N, D, T = cfg.num_patches, cfg.embed_dim, cfg.num_patches + cfg.num_prefix_tokens
-    hidden = int(D * cfg.mlp_ratio)
-    macs = N * cfg.in_chans * cfg.patch_size**2 * D
-    macs += cfg.depth * (4 * T * D * D + 2 * T * T * D + 2 * T * D * hidden)
-    macs += D * cfg.num_classes
-    return 2 * macs
-
-
 def model_cost(cfg: ViTConfig) -> dict:
     """Parameters and forward GFLOPs per image of the ViT ``cfg`` and of its matched CNN."""
     with torch.device("meta"):
         vit_params = count_params(VisionTransformer(cfg))
-    cnn = make_cnn_meta(vit_params, cfg.num_classes, cfg.in_chans, cfg.img_size)
+    cnn = _cnn_meta(vit_params, cfg.num_classes, cfg.in_chans, cfg.img_size)
     return {
         "vit_params": vit_params,
         "vit_gflops": forward_flops(lambda: VisionTransformer(cfg), cfg.img_size, cfg.in_chans) / 1e9,
@@ -139,95 +128,9 @@ def model_cost(cfg: ViTConfig) -> dict:
     }
 
 
-def make_cnn_meta(target_params: int, num_classes: int, in_chans: int, img_size: int) -> SmallCNN:
+def _cnn_meta(target_params: int, num_classes: int, in_chans: int, img_size: int) -> SmallCNN:
     with torch.device("meta"):
         return make_cnn(target_params, num_classes, in_chans, img_size)
 
 
-# --- training -------------------------------------------------------------------------------------
-def train_module(model: nn.Module, cfg, stop_event: threading.Event | None = None, data=None,
-                 compile_model: bool = False) -> Iterator:
-    """Train any classifier with the ViT trainer's recipe; yields its Step, Eval and Done events.
-
-    Same data source, AdamW (no decay on biases and norms), warm-up + cosine over the same
-    budget, augmentation, label smoothing, gradient clipping and divergence check as
-    ``vit_core.training.loop.train``, so that only the model differs. No Snapshot events: those are ViT-only.
-    """
-    from vit_core.data import source as D
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
-    try:
-        yield from _loop(model, cfg, stop_event, data or D.DATA_SOURCES[cfg.dataset](cfg), compile_model)
-    finally:
-        torch.set_num_threads(prev)
-
-
-def train_cnn(cfg, stop_event: threading.Event | None = None, data=None, classes: int | None = None) -> Iterator:
-    """Train the SmallCNN matched in parameters to ``cfg.vit`` on the same data and budget."""
-    from vit_core.data import source as D
-
-    data = data or D.DATA_SOURCES[cfg.dataset](cfg)
-    k = classes or len(data.classes)
-    with torch.device("meta"):
-        target = count_params(VisionTransformer(ViTConfig(**{**cfg.vit.to_dict(), "num_classes": k})))
-    model = make_cnn(target, k, cfg.vit.in_chans, cfg.img_size, seed=cfg.seed)
-    yield from train_module(model, cfg, stop_event, data)
-
-
-def _loop(model: nn.Module, cfg, stop_event, data, compile_model: bool = False) -> Iterator:
-    from vit_core.data import source as D
-    from vit_core.training import loop as T
-
-    dev = T.pick_device(cfg.device)
-    model = model.to(dev).train()
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if compile_model else model
-    named = list(model.named_parameters())
-    decay = [p for _, p in named if p.ndim >= 2]
-    no_decay = [p for _, p in named if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    g = torch.Generator().manual_seed(D._step_seed(cfg.seed, -10**6))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext())
-    explode = 10 * math.log(max(2, len(data.classes))) + 5
-    t0, step, val_acc, last_eval, reason = time.perf_counter(), 0, float("nan"), -1, "finished"
-    while True:
-        elapsed = time.perf_counter() - t0
-        ended = T.end_reason(cfg, step, elapsed, stop_event)
-        if ended:
-            reason = ended
-            break
-        lr = T.lr_at(cfg, step, elapsed)
-        for pg in opt.param_groups:
-            pg["lr"] = lr
-        images, labels, *_ = data.train_batch(step)  # (Shapes also returns object masks: unused)
-        x = D.normalize(images)
-        if cfg.augment:
-            x = D.augment(x, cfg.shift_px, g)
-        x, y = x.to(dev), labels.to(dev)
-        with autocast:
-            out = forward(x)
-        loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-        lv = loss.item()
-        diverged = T.divergence(lv, explode, step, lr)
-        if diverged:
-            reason = diverged
-            break
-        T.apply_update(model, opt, loss, cfg.grad_clip)
-        step += 1
-        yield T.step_event(cfg, data, step, t0, lv, out, y, lr)
-        if cfg.eval_every and step % cfg.eval_every == 0:
-            vl, val_acc = T.evaluate_model(model, data.val_images, data.val_labels)
-            last_eval = step
-            yield T.Eval(step, vl, val_acc)
-    model.eval()
-    if not reason.startswith("diverged") and last_eval != step:
-        vl, val_acc = T.evaluate_model(model, data.val_images, data.val_labels)
-        yield T.Eval(step, vl, val_acc)
-    yield T.Done(model, val_acc, step, time.perf_counter() - t0, reason)
-
-
-__all__ = ["SmallCNN", "forward_flops", "make_cnn", "model_cost", "train_cnn", "train_module",
-           "vit_flops_formula"]
+__all__ = ["SmallCNN", "forward_flops", "make_cnn", "matched_cnn", "model_cost"]

@@ -16,6 +16,7 @@ from pages._ui.cache import (analysis_ready, get_analysis, get_model, get_model_
 from pages._ui.site import DEFAULT_SPEC, IMAGENET_DEFAULT, USER_MODELS, sample_names
 from vit_core.analysis import explain
 from vit_core.io import hub, images, loading
+from vit_core.training import store as model_store
 
 # Set by app.py. Streamlit serves the very first script run of a fresh server in its legacy
 # "pages/ folder" mode (the page runs without app.py: wrong navigation, narrow layout), which
@@ -65,11 +66,9 @@ class Ctx:
 
 
 def model_choices() -> list[tuple[str, str]]:
-    choices = list(loading.CATALOG)
-    if USER_MODELS.exists():
-        choices += [(f"file:{p}", f"Trained here: {p.parent.name if p.stem == 'model' else p.stem}")
-                    for p in loading.list_user_models(USER_MODELS)]
-    return choices
+    # Models trained here: the class run's for everyone, a visitor's own only in their session.
+    owner = model_store.owner_of(st.session_state, create=False)
+    return list(loading.CATALOG) + model_store.ModelStore(USER_MODELS).choices(owner)
 
 
 def default_spec() -> str:

@@ -1,4 +1,5 @@
-"""The training page in a real browser: start a short run, see the live view update on its own, stop it.
+"""The training page in a real browser: start a short run, see the live view update on its own, stop it,
+keep its model and open it in the explainer.
 
 Needs Chromium on PATH (never downloaded here); skipped otherwise. Screenshots go to
 $SHOTS_DIR (default /tmp/shots-train/).
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, app_server
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, app_server
 
 SHOTS = Path(os.environ.get("SHOTS_DIR", "/tmp/shots-train"))
 
@@ -20,14 +21,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    models = ROOT / "models"
-    before = set(models.glob("*")) if models.exists() else set()
-    try:
-        with app_server(env={"VIT_DATA_DIR": str(tmp_path_factory.mktemp("data"))}, timeout_s=90) as url:
-            yield url
-    finally:  # the run saves a model: remove what this test added
-        for p in (set(models.glob("*")) if models.exists() else set()) - before:
-            p.unlink()
+    env = {"VIT_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+           "VIT_MODELS_DIR": str(tmp_path_factory.mktemp("models"))}  # the kept model goes there
+    with app_server(env=env, timeout_s=90) as url:
+        yield url
 
 
 def step_value(page) -> int:
@@ -65,6 +62,10 @@ def test_live_run_updates_by_itself_and_stops(server):
         page.screenshot(path=str(SHOTS / "train-live.png"), full_page=True)
         page.get_by_role("button", name="Stop").click()
         page.locator('[data-testid="stAlert"]').filter(has_text="Stopped").first.wait_for(timeout=60_000)
+        # A stopped run is not saved by itself: only when asked.
+        page.get_by_role("button", name="Keep this model").wait_for(timeout=60_000)
+        assert page.get_by_role("button", name="Download (zip)").count() == 0
+        page.get_by_role("button", name="Keep this model").click()
         page.get_by_role("button", name="Download (zip)").wait_for(timeout=120_000)
         page.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
         # The saved model opens in the explainer at once.

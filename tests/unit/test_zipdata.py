@@ -138,20 +138,20 @@ def test_a_zip_trains_through_a_job(tmp_path):
     """The page's zip path end to end: decode, split, train a few steps, save with the folder names."""
     from vit_core.training import jobs
     from vit_core.io import loading
-    from vit_core.training import runs
+    from vit_core.training import plans
     from vit_core.model import ViTConfig
     from vit_core.training.config import get_preset
+    from vit_core.training.store import ModelStore
 
     rng = np.random.default_rng(0)
     members = {f"{c}/{i}.png": png(tuple(int(v) for v in rng.integers(0, 255, 3)) if c == "noise" else col)
                for c, col in (("red", (220, 20, 20)), ("noise", None)) for i in range(6)}
     d = load_zip(make_zip(members), size=32)
-    tr, va = d.split(0.2, seed=0)
     cfg = get_preset("shapes-quick", dataset="zip", img_size=32, batch_size=4, max_steps=3, max_seconds=None,
                      eval_every=2, snapshot_every=2, val_size=10_000, num_threads=1, train_size=None,
                      vit=ViTConfig(img_size=32, patch_size=8, num_classes=2, embed_dim=32, depth=1, num_heads=2))
-    plan = runs.plan_train(cfg, data=lambda c, progress: vision.tensor_source(
-        c, tr.images, tr.labels, va.images, va.labels, d.classes), save_dir=tmp_path, data_label="zip")
+    plan = plans.plan_train(cfg, data=plans.zip_recipe(d), store=ModelStore(tmp_path), owner="class",
+                            data_label="zip")
     m = jobs.JobManager(alive=lambda s: None)
     try:
         job = m.submit("z", plan)

@@ -7,6 +7,7 @@ being the cosine similarity of position i to every position.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -83,6 +84,11 @@ def _pairs(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sim.reshape(N, N), np.stack([r, c], 1)  # (N, gh, gw) -> (N, N); (N, 2)
 
 
+# A neighbour-vs-far gap (``neighbour_vs_far``: near minus far) at least this large reads as "a
+# clear 2-D map" of positions; the bundled model's acceptance threshold is the same figure.
+GRID_GAP_CLEAR = 0.2
+
+
 def neighbour_vs_far(sim: np.ndarray, far: int = 5) -> dict:
     """Mean cosine similarity of grid neighbours (up, down, left, right) vs positions far apart.
 
@@ -127,6 +133,60 @@ def similarity_by_distance(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys = np.unique(d2[off])
     means = np.array([S[(d2 == k) & off].mean() for k in keys], np.float32)
     return np.sqrt(keys.astype(np.float32)), means
+
+
+@dataclass(frozen=True)
+class DistanceProfile:
+    """Mean position similarity against grid distance, with what each dot rests on.
+
+    A square grid has many pairs at middle distances but few far apart (2 corner-to-corner pairs
+    at the very end), and only positions near the border can be far apart at all: the right end
+    of the curve says how the border positions resemble each other, not how distance works.
+    """
+
+    dist: np.ndarray  # (K,) the distinct distances, in grid cells (Euclidean)
+    means: np.ndarray  # (K,) mean cosine similarity of the pairs that far apart
+    counts: np.ndarray  # (K,) how many (unordered) pairs of positions each mean averages
+    border_from: float | None  # from this distance on, every pair has both positions near the border
+    edge: int  # "near the border": at most this many cells from it
+    corr_distance: float  # correlation over all pairs: similarity vs distance
+    corr_centre: float  # similarity vs the difference of the two positions' distances from the centre
+    climb: float  # how far the far end (pairs all near the border) rises above the curve's minimum
+
+
+def distance_profile(sim: np.ndarray, edge: int = 2) -> DistanceProfile:
+    """``similarity_by_distance`` with the number of pairs per distance and the border effect.
+
+    Args:
+        sim: (N, gh, gw) similarity tiles.
+        edge: a position within this many cells of the border counts as "near the border".
+    """
+    S, cells = _pairs(sim)
+    N, gh, gw = sim.shape
+    d2 = ((cells[:, None] - cells[None]) ** 2).sum(-1)  # (N, N) squared distances, integers
+    upper = np.triu(np.ones((N, N), dtype=bool), 1)  # each unordered pair once
+    keys = np.unique(d2[upper])
+    means = np.array([S[(d2 == k) & upper].mean() for k in keys], np.float32)
+    counts = np.array([int(((d2 == k) & upper).sum()) for k in keys])
+    dist = np.sqrt(keys.astype(np.float32))
+    ring = np.minimum(np.minimum(cells[:, 0], gh - 1 - cells[:, 0]), np.minimum(cells[:, 1], gw - 1 - cells[:, 1]))
+    near = ring <= edge
+    inner_pair = ~(near[:, None] & near[None])  # at least one position away from the border
+    inner_d = np.sqrt(d2[upper & inner_pair]) if (upper & inner_pair).any() else np.array([])
+    border_from = None
+    if len(inner_d) and inner_d.max() < dist[-1]:
+        border_from = float(dist[dist > inner_d.max()][0])
+    centre = np.sqrt((cells[:, 0] - (gh - 1) / 2) ** 2 + (cells[:, 1] - (gw - 1) / 2) ** 2)
+    s, dd = S[upper], np.sqrt(d2[upper])
+    dc = np.abs(centre[:, None] - centre[None])[upper]
+
+    def corr(x: np.ndarray) -> float:
+        return float(np.corrcoef(s, x)[0, 1]) if s.std() > 0 and x.std() > 0 else float("nan")
+
+    far = dist >= border_from if border_from is not None else np.zeros(len(dist), bool)
+    climb = float(np.average(means[far], weights=counts[far]) - means.min()) if far.any() else 0.0
+    return DistanceProfile(dist=dist, means=means, counts=counts, border_from=border_from, edge=edge,
+                           corr_distance=corr(dd), corr_centre=corr(dc), climb=climb)
 
 
 def resized_similarity(model: VisionTransformer, grid: tuple[int, int]) -> np.ndarray:

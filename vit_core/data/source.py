@@ -1,9 +1,10 @@
-"""What the training loop eats: data sources and batch preprocessing.
+"""What the training loop eats: the DataSource interface, seeded sampling and batch preprocessing.
 
-A :class:`DataSource` hands the loop uint8 batches by step number; ``DATA_SOURCES`` maps a
-``TrainConfig.dataset`` name to the function that builds one. :func:`normalize` and
-:func:`augment` turn those uint8 batches into what the model is trained on. UI-free, and
-independent of the loop itself (``vit_core.training.loop`` imports this module, never the reverse).
+A :class:`DataSource` hands the loop uint8 batches by step number; :func:`fixed_set_sampler`
+turns a fixed set of images into such batches, seeded by :func:`step_seed`. :func:`normalize`
+and :func:`augment` turn uint8 batches into what the model is trained on. UI-free and free of
+training configurations: which source a ``TrainConfig`` names is ``vit_core.training.sources``'s
+business (that layer imports this module, never the reverse).
 """
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from vit_core.training.config import TrainConfig
 
 # What `normalize` applies; a trained model's data_config records it so inference matches.
 MEAN = STD = (0.5, 0.5, 0.5)
@@ -31,50 +30,28 @@ class DataSource:
     train_size: int | None = None  # fixed-set size, None for fresh data
 
 
-def _step_seed(seed: int, step: int) -> int:
-    """The seed of step ``step`` of run ``seed``; negative steps name the loop's other streams."""
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step ``step`` of run ``seed``; negative steps name the loop's other streams
+    (-1 - epoch: the fixed set's permutation of that epoch; -10**6: augmentation)."""
     return (seed * 1_000_003 + step * 7919 + 1) % (2**62)
 
 
-def shapes_source(cfg: TrainConfig) -> DataSource:
-    """The Shapes data for ``cfg``: fresh images every step, or a fixed set of ``cfg.train_size``.
-
-    Args:
-        cfg: sizes, seeds and ``data_options`` (Shapes difficulty) of the run.
+def fixed_set_sampler(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                      masks: torch.Tensor | None = None) -> Callable[[int], tuple]:
+    """Epochs of seeded permutations; batch k of the run is a pure function of (seed, k).
 
     Returns:
-        A DataSource whose batches carry the object masks when token labelling can use them.
+        step -> (images, labels), plus the masks when ``masks`` is given.
     """
-    from vit_core.data.shapes import ShapesConfig, generate
-
-    scfg = ShapesConfig(**cfg.data_options)
-    val = generate(cfg.val_size, seed=cfg.val_seed, size=cfg.img_size, config=scfg)
-    if cfg.train_size is None:  # a fresh batch every step, seeded by (seed, step)
-        def batch(step: int):
-            d = generate(cfg.batch_size, seed=_step_seed(cfg.seed, step), size=cfg.img_size, config=scfg)
-            return d.images, d.labels, d.masks
-        return DataSource(batch, val.images, val.labels, val.classes)
-    train = generate(cfg.train_size, seed=cfg.seed, size=cfg.img_size, config=scfg)
-    masks = train.masks if cfg.token_label_weight else None
-    return DataSource(_fixed_set_sampler(train.images, train.labels, cfg.batch_size, cfg.seed, masks),
-                      val.images, val.labels, val.classes, cfg.train_size)
-
-
-def _fixed_set_sampler(images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
-                       masks: torch.Tensor | None = None):
-    """Epochs of seeded permutations; batch k of the run is a pure function of (seed, k)."""
     n = len(labels)
     per_epoch = max(1, n // batch_size)
 
     def batch(step: int):
         epoch, k = divmod(step, per_epoch)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, -1 - epoch)))
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(step_seed(seed, -1 - epoch)))
         idx = perm[k * batch_size:(k + 1) * batch_size]
         return (images[idx], labels[idx]) + (() if masks is None else (masks[idx],))
     return batch
-
-
-DATA_SOURCES: dict[str, Callable[[TrainConfig], DataSource]] = {"shapes": shapes_source}
 
 
 # --- batch preprocessing --------------------------------------------------------------------
@@ -97,3 +74,6 @@ def augment(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
     xp = F.pad(x, (shift,) * 4, mode="replicate")
     off = torch.randint(0, 2 * shift + 1, (B, 2), generator=g).tolist()
     return torch.stack([xp[i, :, oy:oy + H, ox:ox + W] for i, (oy, ox) in enumerate(off)])
+
+
+__all__ = ["DataSource", "MEAN", "STD", "augment", "fixed_set_sampler", "normalize", "step_seed"]

@@ -6,7 +6,8 @@ bounded TCP probe of the download host runs first, instead of waiting for urllib
 
 Images come back as uint8 (n, 3, H, W) RGB at the dataset's own size (grey digits are repeated
 over three channels, so a model trained on them can be explained like any other);
-:func:`data_source` resizes per batch to the training size and plugs into ``vit_core.training.loop``.
+:func:`data_source` resizes per batch to the training size and gives the training loop a
+``vit_core.data.source.DataSource``.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Spec:
     mirrors: tuple[str, ...]
     size_mb: float
     classes: tuple[str, ...]
+    train_images: int = 50_000  # the training split's size (the test split is 10,000 for all three)
 
 
 DATASETS: dict[str, Spec] = {
@@ -45,14 +47,14 @@ DATASETS: dict[str, Spec] = {
         ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
         ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-        11.6, tuple(str(i) for i in range(10))),
+        11.6, tuple(str(i) for i in range(10)), 60_000),
     "fashion-mnist": Spec(
         "Fashion-MNIST (clothes)", "FashionMNIST",
         ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         30.9, ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-               "Sneaker", "Bag", "Ankle boot")),
+               "Sneaker", "Bag", "Ankle boot"), 60_000),
     "cifar10": Spec(
         "CIFAR-10 (small photos)", "CIFAR10", ("cifar-10-python.tar.gz",),
         ("https://www.cs.toronto.edu/~kriz/",), 170.5,
@@ -242,11 +244,11 @@ def tensor_source(cfg, train_images: torch.Tensor, train_labels: torch.Tensor, v
     Uses ``cfg.train_size`` (a seeded subset, for the data-size experiment), ``cfg.val_size``
     and ``cfg.img_size`` (batches are resized on the fly, so the stored tensors stay small).
     """
-    from vit_core.data.source import DataSource, _fixed_set_sampler
+    from vit_core.data.source import DataSource, fixed_set_sampler
 
     tx, ty = subset(train_images, train_labels, cfg.train_size, cfg.seed)
     vx, vy = subset(val_images, val_labels, cfg.val_size, cfg.val_seed)
-    sample = _fixed_set_sampler(tx, ty, min(cfg.batch_size, len(ty)), cfg.seed)
+    sample = fixed_set_sampler(tx, ty, min(cfg.batch_size, len(ty)), cfg.seed)
 
     def batch(step: int):
         x, y = sample(step)

@@ -1,8 +1,12 @@
-"""Training configurations: the ``TrainConfig`` dataclass and the named presets.
+"""Training configurations: the ``TrainConfig`` dataclass, the named presets and model layouts.
 
 ``shapes-demo`` is the recipe of the bundled model (``assets/models/shapes-vit``);
 ``shapes-quick`` is a tiny model for live training on an easier Shapes variant (measured on one
-CPU thread: 95% validation accuracy after ~30 s, 99% after 60 s).
+CPU thread: 95% validation accuracy after ~30 s, 99% after 60 s). ``LAYOUTS`` are the model
+shapes the training page offers, each trained with the recipe of ``layout_preset(layout)``.
+
+A ``TrainConfig`` is frozen: derive a variant with ``dataclasses.replace`` (or ``get_preset``
+with overrides), never by assignment.
 """
 from __future__ import annotations
 
@@ -12,13 +16,13 @@ from dataclasses import dataclass, field
 from vit_core.model import ViTConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run. Same config (and CPU) -> same weights.
 
     Attributes:
         vit: architecture; its ``img_size`` is forced to ``img_size``.
-        dataset: name of a data source in ``vit_core.data.source.DATA_SOURCES``.
+        dataset: name of a data source in ``vit_core.training.sources.DATA_SOURCES``.
         img_size: square input side in pixels.
         batch_size, lr, weight_decay: AdamW settings (lr is the peak, after warm-up).
         warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr``.
@@ -31,10 +35,13 @@ class TrainConfig:
         augment: random translation (up to ``shift_px``) and horizontal flip per image.
         label_smoothing: cross-entropy label smoothing.
         eval_every, snapshot_every: in steps (0 = off; a final eval always runs).
-        num_threads: CPU threads (None = all cores). device: "auto", "cpu" or "cuda".
+        num_threads: CPU threads of the process that trains: the CLI's, or a job's own worker
+            process (None = that process's default). The loop never sets it: torch's thread count
+            is process-wide. device: "auto", "cpu" or "cuda".
         grad_clip: max global gradient norm (0 = off). bf16 autocast is used on CUDA only.
-        decay_pos_embed: apply weight decay to the position embeddings too (timm exempts them);
-            decay fades the random init where no gradient supports it.
+        decay_pos_embed: apply weight decay to the position embeddings too (the rule exempts them,
+            see ``vit_core.training.loop.param_groups``); decay fades the random init where no
+            gradient supports it.
         token_label_weight: weight of an auxiliary token-labelling loss (Jiang et al. 2021): each
             patch token mostly covered by the object (from the data's masks) is read by the same head
             and must name the image's class. Dense supervision speeds up learning from scratch;
@@ -72,10 +79,10 @@ class TrainConfig:
     data_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if isinstance(self.vit, dict):  # e.g. from JSON overrides
-            self.vit = ViTConfig.from_dict(self.vit)
-        if self.vit.img_size != self.img_size:
-            self.vit = dataclasses.replace(self.vit, img_size=self.img_size)
+        vit = ViTConfig.from_dict(self.vit) if isinstance(self.vit, dict) else self.vit  # e.g. JSON overrides
+        if vit.img_size != self.img_size:
+            vit = dataclasses.replace(vit, img_size=self.img_size)
+        object.__setattr__(self, "vit", vit)  # frozen: normalised once, here
         if self.max_steps is None and self.max_seconds is None:
             raise ValueError("Set max_steps or max_seconds (or both).")
         if self.seed == self.val_seed:
@@ -134,4 +141,22 @@ def get_preset(name: str, **overrides) -> TrainConfig:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
-__all__ = ["TrainConfig", "PRESETS", "get_preset"]
+# The model layouts of the training page: (label, architecture; None = the page's custom choice).
+# num_classes is the data's, set when a run is planned.
+LAYOUTS: dict[str, tuple[str, ViTConfig | None]] = {
+    "nano": ("Nano · 32 px, 4 px patches (8×8)",
+             ViTConfig(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)),
+    "quick": ("Quick · 48 px, 8 px patches (6×6)", PRESETS["shapes-quick"].vit),
+    "tiny": ("Tiny · 64 px, 8 px patches (8×8)",
+             ViTConfig(img_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=2.0)),
+    "bundled": ("Bundled model's layout · 224 px, 16 px patches (14×14)", PRESETS["shapes-demo"].vit),
+    "custom": ("Custom", None),
+}
+
+
+def layout_preset(layout: str) -> str:
+    """The preset whose recipe (learning rate, warm-up, batch, data options) a layout trains with."""
+    return "shapes-demo" if layout == "bundled" else "shapes-quick"
+
+
+__all__ = ["LAYOUTS", "PRESETS", "TrainConfig", "get_preset", "layout_preset"]

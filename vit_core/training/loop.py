@@ -1,73 +1,33 @@
-"""Train a ViT from scratch, UI-free: ``train(cfg)`` yields progress events.
+"""Train a ViT (or the CNN it is compared with) from scratch, UI-free: ``train(cfg)`` yields events.
 
-The live-training page runs ``train`` in a background thread and draws the events; the CLI
-below prints them. The loop uses the fused ``model(x)`` path (fast); the explicit ``trace``
-path is used only for snapshots of attention. What the loop eats (data sources, normalisation,
-augmentation) lives in ``vit_core.data.source``.
+One loop, :func:`fit`, trains any classifier: the ViT of ``cfg.vit`` or the ResNet-style CNN of
+similar parameter count (``vit_core.cnn``), with the same data, schedule, optimiser rule,
+augmentation, label smoothing, gradient clipping and divergence check, so only the model
+differs. The ViT alone gets token labelling and "watch it learn" snapshots. The loop uses the
+fused ``model(x)`` path (fast); the explicit ``trace`` path is used only for snapshots.
 
-    python -m vit_core.training.loop --preset shapes-quick --max-seconds 60 --out /tmp/quick
+The loop never changes torch's thread count (a process-wide setting): whoever runs it decides,
+the CLI (``python -m vit_core.training``) or a job's worker process (``vit_core.training.worker``).
+What the loop eats lives in ``vit_core.data.source`` and ``vit_core.training.sources``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import json
 import math
-import os
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from vit_core.data.source import DATA_SOURCES, MEAN, STD, DataSource, _step_seed, augment, normalize
+from vit_core.data.source import DataSource, augment, normalize, step_seed
 from vit_core.model import VisionTransformer
-from vit_core.training.config import PRESETS, TrainConfig, get_preset
-
-
-# --- events ---------------------------------------------------------------------------------
-@dataclass
-class Step:
-    step: int
-    epoch: float  # passes over the fixed training set; 0 with fresh data every step
-    loss: float
-    train_acc: float
-    lr: float
-    images_per_s: float
-    elapsed_s: float
-    eta_s: float | None
-
-
-@dataclass
-class Eval:
-    step: int
-    val_loss: float
-    val_acc: float
-
-
-@dataclass
-class Snapshot:
-    step: int
-    pos_similarity: np.ndarray  # (N, gh, gw) float32: cosine similarity of patch positions
-    rollout: np.ndarray  # (gh, gw) float32: last-layer attention rollout on a fixed val image
-    image: np.ndarray  # (H, W, 3) uint8, that val image
-
-
-@dataclass
-class Done:
-    model: VisionTransformer
-    val_acc: float
-    steps: int
-    seconds: float
-    reason: str  # "finished", "time budget", "stopped" or "diverged: <why>"
-
-
-Event = Step | Eval | Snapshot | Done
+from vit_core.training.config import TrainConfig
+from vit_core.training.events import Done, Eval, Event, Snapshot, Step
+from vit_core.training.sources import DATA_SOURCES
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -92,7 +52,7 @@ def pick_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate_model(model: VisionTransformer, images: torch.Tensor, labels: torch.Tensor,
+def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    batch_size: int = 100) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on uint8 images, fused path."""
     was = model.training
@@ -126,21 +86,6 @@ def snapshot(model: VisionTransformer, image: torch.Tensor, step: int) -> Snapsh
                     image.permute(1, 2, 0).numpy().copy())
 
 
-def build_model(cfg: TrainConfig) -> VisionTransformer:
-    """The initial model: seeded from ``cfg.seed`` (global RNG untouched), or ``cfg.init_from``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = VisionTransformer(cfg.vit)
-    if cfg.init_from:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(cfg.init_from), strict=True)
-    return model
-
-
-# --- the loop -------------------------------------------------------------------------------
-
-
 def end_reason(cfg: TrainConfig, step: int, elapsed: float, stop_event) -> str | None:
     """Why the loop ends before this step ("finished", "time budget", "stopped"), or None to go on."""
     if cfg.max_steps is not None and step >= cfg.max_steps:
@@ -150,6 +95,7 @@ def end_reason(cfg: TrainConfig, step: int, elapsed: float, stop_event) -> str |
     if stop_event is not None and stop_event.is_set():
         return "stopped"
     return None
+
 
 def divergence(loss: float, explode: float, step: int, lr: float) -> str | None:
     """The "diverged: ..." reason when the loss is NaN, infinite or above `explode`, else None."""
@@ -183,33 +129,91 @@ def step_event(cfg: TrainConfig, data, step: int, t0: float, loss: float, out: t
     return Step(step, epoch, loss, float((out.argmax(1) == y).float().mean()), lr,
                 step * cfg.batch_size / max(elapsed, 1e-9), elapsed, min(eta) if eta else None)
 
-def train(cfg: TrainConfig, stop_event: threading.Event | None = None,
-          data: DataSource | None = None, compile_model: bool = False) -> Iterator[Event]:
-    """Train from scratch, yielding Step (every step), Eval, Snapshot and finally Done.
 
-    ``compile_model`` runs the training forward pass through ``torch.compile`` (worth it on CUDA).
+# --- the loop -------------------------------------------------------------------------------
+def build_model(cfg: TrainConfig, family: str = "vit") -> nn.Module:
+    """The initial model, seeded from ``cfg.seed`` (global RNG untouched).
+
+    Args:
+        family: "vit": ``cfg.vit`` (or the weights of ``cfg.init_from``); "cnn": the SmallCNN
+            matched to ``cfg.vit`` in parameters (``vit_core.cnn.matched_cnn``).
     """
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
-    try:
-        yield from _train(cfg, stop_event, data, compile_model)
-    finally:
-        torch.set_num_threads(prev_threads)
+    if family == "cnn":
+        from vit_core.cnn import matched_cnn
+
+        return matched_cnn(cfg.vit, seed=cfg.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = VisionTransformer(cfg.vit)
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cfg.init_from), strict=True)
+    return model
 
 
-def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> Iterator[Event]:
+def with_classes(cfg: TrainConfig, k: int) -> TrainConfig:
+    """``cfg`` with a head of ``k`` classes (the data's)."""
+    if cfg.vit.num_classes == k:
+        return cfg
+    return dataclasses.replace(cfg, vit=dataclasses.replace(cfg.vit, num_classes=k))
+
+
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_pos_embed: bool = False) -> list[dict]:
+    """AdamW's parameter groups, one rule for every model (ViT and CNN alike).
+
+    Weight decay applies to every parameter of two or more dimensions: weight matrices,
+    convolution kernels, the [CLS] and register tokens. Never decayed: biases and normalisation
+    parameters (every 1-D parameter), and the position embeddings unless ``decay_pos_embed`` (the
+    bundled model's recipe: decay fades their random init). This is the rule the bundled model
+    was trained with, so `make model` keeps reproducing it; the CNN has no tokens, so for it the
+    rule is simply "matrices and kernels".
+    """
+    def decays(name: str, p: torch.Tensor) -> bool:
+        if p.ndim < 2:
+            return False
+        return decay_pos_embed if name.rsplit(".", 1)[-1] == "pos_embed" else True
+
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if decays(n, p)], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}]
+
+
+def train(cfg: TrainConfig, stop_event=None, data: DataSource | None = None, compile_model: bool = False,
+          family: str = "vit") -> Iterator[Event]:
+    """Train a fresh ``family`` model ("vit" or "cnn") of ``cfg`` (classes from the data) with :func:`fit`.
+
+    ``stop_event`` is anything with ``is_set()`` (a threading or multiprocessing Event).
+    """
+    data = data or DATA_SOURCES[cfg.dataset](cfg)
+    cfg = with_classes(cfg, len(data.classes))
+    yield from fit(build_model(cfg, family), cfg, stop_event, data, compile_model)
+
+
+def fit(model: nn.Module, cfg: TrainConfig, stop_event=None, data: DataSource | None = None,
+        compile_model: bool = False) -> Iterator[Event]:
+    """Train ``model`` by ``cfg``'s recipe, yielding Step (every step), Eval, Snapshot and finally Done.
+
+    AdamW with :func:`param_groups`' decay rule, linear warm-up then cosine (:func:`lr_at`),
+    optional augmentation, label smoothing and gradient clipping; bf16 autocast on CUDA. A ViT
+    also gets token labelling (``cfg.token_label_weight``, when the data has object masks) and
+    Snapshots every ``cfg.snapshot_every`` steps. ``compile_model`` runs the training forward pass
+    through ``torch.compile`` (worth it on CUDA).
+    """
     dev = pick_device(cfg.device)
     data = data or DATA_SOURCES[cfg.dataset](cfg)
-    if len(data.classes) != cfg.vit.num_classes:
-        cfg.vit = dataclasses.replace(cfg.vit, num_classes=len(data.classes))
-    model = build_model(cfg).to(dev).train()
-    features = torch.compile(model.forward_features) if compile_model else model.forward_features
-    decays = lambda n, p: p.ndim >= 2 and ("pos_embed" not in n or cfg.decay_pos_embed)  # noqa: E731
-    decay = [p for n, p in model.named_parameters() if decays(n, p)]
-    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999))
-    g = torch.Generator().manual_seed(_step_seed(cfg.seed, -10**6))
+    vit = isinstance(model, VisionTransformer)
+    model = model.to(dev).train()
+    if dev.type == "cuda" and not vit:
+        model = model.to(memory_format=torch.channels_last)
+    if vit:
+        features = torch.compile(model.forward_features) if compile_model else model.forward_features
+    forward = torch.compile(model) if compile_model and not vit else model
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_pos_embed), lr=cfg.lr,
+                            betas=(0.9, 0.999))
+    g = torch.Generator().manual_seed(step_seed(cfg.seed, -10**6))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
                 else contextlib.nullcontext())
     snap_image = data.val_images[0]
@@ -227,7 +231,7 @@ def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> I
             pg["lr"] = lr
         images, labels, *masks = data.train_batch(step)
         x = normalize(images)
-        tok = cfg.token_label_weight > 0 and bool(masks)
+        tok = vit and cfg.token_label_weight > 0 and bool(masks)
         if tok:  # the mask rides along as a 4th channel so it moves with the image
             x = torch.cat([x, masks[0][:, None].float()], 1)
         if cfg.augment:
@@ -236,8 +240,11 @@ def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> I
             x, m = x[:, :3], x[:, 3:]
         x, y = x.to(dev), labels.to(dev)
         with autocast:
-            feats = features(x)
-            out = model.forward_head(feats)
+            if vit:
+                feats = features(x)
+                out = model.forward_head(feats)
+            else:
+                out = forward(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
         if tok:  # token labelling: patches mostly on the object must name the object's class too
             on = (F.avg_pool2d(m, cfg.vit.patch_size).flatten(1) > 0.5).to(dev)  # (B, N)
@@ -257,7 +264,7 @@ def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> I
             vl, val_acc = evaluate_model(model, data.val_images, data.val_labels)
             last_eval = step
             yield Eval(step, vl, val_acc)
-        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+        if vit and cfg.snapshot_every and step % cfg.snapshot_every == 0:
             yield snapshot(model, snap_image, step)
     model.eval()
     if not reason.startswith("diverged") and last_eval != step:
@@ -266,10 +273,11 @@ def _train(cfg: TrainConfig, stop_event, data, compile_model: bool = False) -> I
     yield Done(model, val_acc, step, time.perf_counter() - t0, reason)
 
 
-def run(cfg: TrainConfig, stop_event=None, log=None, data: DataSource | None = None) -> Done:
+def run(cfg: TrainConfig, stop_event=None, log=None, data: DataSource | None = None,
+        family: str = "vit") -> Done:
     """Drive ``train`` to the end, optionally printing progress lines with ``log``."""
     done = None
-    for ev in train(cfg, stop_event, data):
+    for ev in train(cfg, stop_event, data, family=family):
         if isinstance(ev, Step) and log and (ev.step % 25 == 0 or ev.step == 1):
             log(f"step {ev.step} loss {ev.loss:.4f} acc {ev.train_acc:.3f} lr {ev.lr:.2e} "
                 f"{ev.images_per_s:.1f} img/s {ev.elapsed_s:.0f}s")
@@ -281,56 +289,11 @@ def run(cfg: TrainConfig, stop_event=None, log=None, data: DataSource | None = N
     return done
 
 
-# --- saving ---------------------------------------------------------------------------------
-def data_config(cfg: TrainConfig) -> dict:
-    return {"input_size": [3, cfg.img_size, cfg.img_size], "mean": list(MEAN), "std": list(STD),
-            "crop_pct": 1.0, "interpolation": "bicubic"}
+if __name__ == "__main__":  # the old command line: python -m vit_core.training.loop (same as -m vit_core.training)
+    import runpy
+
+    runpy.run_module("vit_core.training", run_name="__main__", alter_sys=True)
 
 
-def save(out_dir: str, cfg: TrainConfig, done: Done, classes: list[str], extra: dict | None = None) -> None:
-    """Write ``model.safetensors`` + ``model.json`` (format vit-explainer/1) into ``out_dir``."""
-    from vit_core.io.loading import save_model
-
-    meta = {"train_config": cfg.to_dict(), "val_acc": done.val_acc, "steps": done.steps,
-            "seconds": round(done.seconds, 1), "reason": done.reason,
-            "images_seen": done.steps * cfg.batch_size, "torch": torch.__version__, **(extra or {})}
-    save_model(out_dir, done.model, classes, data_config(cfg), meta)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vit_core.training.loop", description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="shapes-quick", choices=sorted(PRESETS))
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--max-seconds", type=float)
-    ap.add_argument("--max-steps", type=int)
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--out", help="directory to save model.safetensors + model.json")
-    ap.add_argument("--set", dest="overrides", default="{}",
-                    help='JSON object of TrainConfig fields to override, e.g. \'{"lr": 1e-3}\'')
-    a = ap.parse_args(argv)
-    over = {k: v for k, v in (("seed", a.seed), ("max_seconds", a.max_seconds), ("max_steps", a.max_steps),
-                              ("num_threads", a.threads)) if v is not None}
-    if a.max_seconds is not None and a.max_steps is None:
-        over["max_steps"] = None  # a time budget alone: the schedule follows the clock
-    if a.max_steps is not None and a.max_seconds is None:
-        over["max_seconds"] = None
-    over.update(json.loads(a.overrides))
-    cfg = get_preset(a.preset, **over)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    log(f"preset {a.preset}: {json.dumps(cfg.to_dict())}")
-    t = time.perf_counter()
-    data = DATA_SOURCES[cfg.dataset](cfg)
-    data_s = time.perf_counter() - t
-    log(f"data ready in {data_s:.1f}s")
-    done = run(cfg, log=log, data=data)
-    if a.out:
-        save(a.out, cfg, done, data.classes, {"preset": a.preset, "data_seconds": round(data_s, 1)})
-        log(f"saved to {a.out}")
-    print(json.dumps({"preset": a.preset, "val_acc": done.val_acc, "seconds": round(done.seconds, 2),
-                      "data_seconds": round(data_s, 2),
-                      "steps": done.steps, "reason": done.reason, "out": a.out}))
-    return 0 if not done.reason.startswith("diverged") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["Done", "Eval", "Event", "Snapshot", "Step", "build_model", "evaluate_model", "fit", "lr_at",
+           "param_groups", "pick_device", "run", "snapshot", "train", "with_classes"]
