@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The lecture-hall acceptance runs of BENCHMARKS.md, one after the other on a quiet machine.
+# Usage: bench/hall.sh OUTDIR [scenario ...]   (scenarios: warm walk lecture upload train cluster)
+# Each writes OUTDIR/<scenario>.json and its table to OUTDIR/<scenario>.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=${1:?output folder}; shift
+mkdir -p "$OUT"
+SCEN=${*:-warm walk lecture upload train cluster}
+C="$PY bench/classroom.py"
+for s in $SCEN; do
+  echo "=== $s $(date +%T)"
+  case $s in
+    warm)    $C --app app.py --students 1 --scenario walk --warm 1 --baseline --json "$OUT/$s.json" ;;
+    walk)    $C --app app.py --students 100 --ramp 10 --scenario walk --query sample=shapes-star.png \
+                --baseline --timeout 900 --json "$OUT/$s.json" ;;
+    lecture) $C --app app.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
+                --query sample=shapes-star.png --timeout 900 --json "$OUT/$s.json" ;;
+    upload)  $C --app app.py --students 100 --ramp 10 --scenario upload --model random:vit_base_patch16_224 \
+                --second-class --timeout 900 --json "$OUT/$s.json" ;;
+    train)   $C --app app.py --students 20 --ramp 10 --scenario train --train-watch 30 --timeout 600 \
+                --json "$OUT/$s.json" ;;
+    cluster) $PY bench/cluster_class.py --students 100 --json "$OUT/$s.json" ;;
+  esac > "$OUT/$s.txt" 2>&1
+  tail -25 "$OUT/$s.txt"
+done
