@@ -65,9 +65,11 @@ st.subheader("Check: the formula is what the model did")
 @st.fragment
 def check() -> None:
     """Layer and head: these controls rerun only this part."""
-    k1, k2 = st.columns(2)
-    layer = k1.slider("Layer", 1, L, L, key="app_layer", bind="query-params") - 1
-    head = k2.slider("Head", 1, h, 1, key="app_head", bind="query-params") - 1
+    # a wide gap: the layer slider's value sits at its right end, the head slider's at its left end,
+    # and side by side they read as one number ("4 1")
+    k1, _, k2 = st.columns([5, 1, 5], gap="large")
+    layer = k1.slider(f"Layer (1 to {L})", 1, L, L, key="app_layer", bind="query-params") - 1
+    head = k2.slider(f"Head (1 to {h})", 1, h, 1, key="app_head", bind="query-params") - 1
     sm = attention_views.head_softmax(a, layer, head)
     fs = font_size()
     left, right = st.columns([3, 2])

@@ -1,21 +1,25 @@
 """5 · Attention maps: [CLS] attention in every layer and head, any patch's attention, rollout, distance."""
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.cache import cls_mosaic, distances, rollout
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import clamp_state, code_box, font_size, header, png_button, png_later
 from vit_core.analysis import attention_views, explain, maps
-from vit_core.render import figures, views
+from vit_core.analysis import lecture as lec
+from vit_core.render import figures, style, views
+
+INTRO = ("Each layer has several heads, and each head gives every token its own attention row over all "
+         "tokens. Reading the row of **[CLS]**, the token the classifier uses, shows where the model "
+         "gathers its evidence (Dosovitskiy et al., 2020, Fig. 6 and 7). Brighter means more attention. "
+         "Single layers are noisy; **attention rollout** (Abnar & Zuidema, 2020) follows attention "
+         "through all the layers.")
+PRESENT = present.is_present()  # projector: the mosaic beside the introduction, sized to the screen
 
 ctx = sidebar()
-header("5 · Attention maps",
-       "Each layer has several heads, and each head gives every token its own attention row over all "
-       "tokens. Reading the row of **[CLS]**, the token the classifier uses, shows where the model "
-       "gathers its evidence (Dosovitskiy et al., 2020, Fig. 6 and 7). Brighter means more attention. "
-       "Single layers are noisy; **attention rollout** (Abnar & Zuidema, 2020) follows attention "
-       "through all the layers.")
+BESIDE = PRESENT and ctx.loaded.model.num_prefix_tokens > 0  # the introduction beside the [CLS] mosaic
+header("5 · Attention maps", "" if BESIDE else INTRO)
 
 a = ctx.analysis()
 L, h, T, n = a.depth, a.num_heads, a.num_tokens, a.num_prefix_tokens
@@ -30,8 +34,14 @@ if st.session_state.get("att_head", "mean") not in head_opts:
 if "att_q" not in st.session_state and "att_q" not in st.query_params:
     st.session_state["att_q"] = n + (gh // 2) * gw + gw // 2  # start on the middle patch
 
-with st.container(border=True):
-    d1, d2 = st.columns(2)
+if BESIDE:
+    lead, fig_col = st.columns([5, 6])
+    lead.markdown(INTRO)
+    controls = lead.container(border=True)
+else:
+    controls = st.container(border=True)
+with controls:
+    d1, d2 = st.columns(2, gap="medium")
     cmap = d1.selectbox("Colour map", figures.CMAPS, key="att_cmap", bind="query-params")
     alpha = d2.slider("Opacity of the map", 0.0, 1.0, 0.6, 0.05, key="att_alpha", bind="query-params")
 view = (ctx.spec, ctx.sha)
@@ -41,13 +51,20 @@ if n == 0:
     st.info("This model has no [CLS] token (it averages the patch tokens), so the [CLS] maps and "
             "rollout are left out; click a patch below to see where it looks.")
 else:
-    st.subheader(f"Where [CLS] looks: all {L} layers x {h} heads")
+    title = f"Where [CLS] looks: all {L} layers x {h} heads"
     tile = max(48, min(160, 900 // h))
     mos, shown, width = cls_mosaic(ctx.spec, ctx.sha, cmap, float(alpha), tile, a)
-    st.image(shown, width=width, output_format="JPEG")
-    st.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
-               "scaled to its own range, so compare shapes, not brightness, between tiles.")
-    png_button(mos, "cls-attention-layers-heads.png", key="att_dl_mosaic")
+    box = fig_col if BESIDE else st.container()
+    if BESIDE:  # beside the introduction, at most style.FOLD_PX tall: on screen without scrolling
+        box.markdown(f"**{title}**")
+        width = style.fit_width(mos.shape[1], mos.shape[0], style.FOLD_PX - 50, max_width=640)
+    else:
+        box.subheader(title)
+    box.image(shown, width=width, output_format="JPEG")
+    box.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
+                "scaled to its own range, so compare shapes, not brightness, between tiles.")
+    with box:
+        png_button(mos, "cls-attention-layers-heads.png", key="att_dl_mosaic")
 
 st.subheader("Click a patch: where does it look?")
 
@@ -55,12 +72,14 @@ st.subheader("Click a patch: where does it look?")
 @st.fragment
 def one_query() -> None:
     """Layer, head and query: these controls rerun only this part."""
-    c1, c2, c3 = st.columns([2, 1, 2])
+    c1, c2, c3 = st.columns([2, 1, 2], gap="medium")
     layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
     head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
                         key="att_head", bind="query-params")
-    query = c3.slider("Query token (0 = [CLS]; or click the image)", 0, T - 1, key="att_q",
+    query = c3.slider(f"Query token (0 = [CLS]; patch p is token p + {n}; or click the image)" if n else
+                      "Query token (patch p is token p; or click the image)", 0, T - 1, key="att_q",
                       bind="query-params")
+    c3.caption(f"Query: {attention_views.query_label(a, query)}")
     fs = font_size()
     left, right = st.columns(2)
     with left:
@@ -78,8 +97,22 @@ def one_query() -> None:
         st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
                     f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "
                     f"({row[top]:.1%}) on {attention_views.token_label(a, top)}"
-                    + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + ".")
+                    + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + "."
+                    + (" The query patch is outlined in cyan." if query >= n else ""))
         png_later(*qimg, filename=f"attention-L{layer + 1}-{head}-q{query}.png", key="att_dl_query")
+    hsel = "mean" if head == "mean" else int(head) - 1
+    alike = [attention_views.query_similarity(a, lyr, hsel) for lyr in range(L)]
+    most = min(range(L), key=lambda lyr: alike[lyr] if alike[lyr] == alike[lyr] else 2.0)
+    if alike[layer] == alike[layer]:  # not NaN
+        same = alike[layer] >= 0.8
+        st.markdown(
+            f"**Does the map follow the query?** It shows the chosen query's own attention row, but in layer "
+            f"{layer + 1} ({'mean of heads' if head == 'mean' else 'head ' + head}) the maps of different query "
+            f"patches correlate at **{alike[layer]:.2f}** on average (1 = identical): "
+            + ("this layer looks at the same few patches whatever the query, so the map barely changes from click "
+               "to click. That is the model, not the page" + (f": in layer {most + 1} they correlate at "
+                                                             f"{alike[most]:.2f}." if most != layer else ".")
+               if same else "each query looks somewhere of its own here."))
     strip_tile = max(48, min(120, 900 // h))
     strip = cache.encoded("att_strip", view + (layer, query, strip_tile) + look, views.query_strip, a, layer, query,
                           *look, strip_tile)
@@ -91,21 +124,22 @@ one_query()
 
 if n:
     st.subheader("Attention rollout: following attention through the layers")
-    st.markdown("Rollout fuses the heads of each layer, adds the residual connection (0.5 A + 0.5 I), "
+    st.markdown("Rollout first fuses the heads of each layer into one map (**head fusion**: their mean, "
+                "maximum or minimum, entry by entry), adds the residual connection (0.5 A + 0.5 I), "
                 "re-normalises each row and multiplies the layers together: R = A′ₗ … A′₁. Its [CLS] row "
-                "says how much each patch has flowed into [CLS] so far. Scrub the layers to watch the "
-                "information mix.")
+                "says how much each patch has flowed into [CLS] so far. The **discard ratio** zeroes the "
+                "weakest entries of each layer first. Scrub the layers to watch the information mix.")
 
 
 @st.fragment
 def rollout_view() -> None:
     """Rollout depth, fusion and discard ratio: these controls rerun only this part."""
-    r1, r2, r3 = st.columns([2, 1, 1])
+    r1, r2, r3 = st.columns([2, 1, 1], gap="medium")
     upto = r1.slider("Rollout after layer", 1, L, L, key="att_roll", bind="query-params")
-    fusion = r2.selectbox("Head fusion", attention_views.FUSIONS, key="att_fusion", bind="query-params")
+    fusion = r2.selectbox("Head fusion", attention_views.FUSIONS, key="att_fusion", bind="query-params",
+                          help=lec.GLOSSARY["head fusion"])
     discard = r3.slider("Discard ratio", 0.0, 0.95, 0.0, 0.05, key="att_discard", bind="query-params",
-                        help="Zero this fraction of the weakest attention entries in each layer "
-                             "(never the [CLS] row or column) before the rollout: less noise.")
+                        help=lec.GLOSSARY["discard ratio"])
     roll = rollout(ctx.spec, ctx.sha, fusion, float(discard), a)  # (L, T, T)
     roll_map = explain.patch_map(a, roll[upto - 1][0])
     raw = (views.cls_overlay, a, upto - 1, fusion, *look)

@@ -40,7 +40,8 @@ with t_cost:
     rows = [(lec.MODEL_LABELS[k], lec.CORE_DAYS[k], lec.training_cost(lec.CORE_DAYS[k], price)) for k in lec.MODEL_LABELS]
     st.markdown(f"""
 ### "Training from scratch is very expensive"
-**True.** The best model took {lec.CORE_DAYS['vit_h14_jft']:,} TPUv3-core-days to pre-train: at about
+**True.** The best model took {lec.CORE_DAYS['vit_h14_jft']:,} TPUv3-core-days to pre-train (a core-day is
+one TPU v3 core busy for 24 hours): at about
 USD {price:.2f} per core-hour that is {lec.CORE_DAYS['vit_h14_jft']:,} x 24 x {price} =
 **USD {lec.training_cost(lec.CORE_DAYS['vit_h14_jft'], price):,.0f}** for a single run, on a data set
 (JFT-300M) that is not public.

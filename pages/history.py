@@ -37,7 +37,7 @@ def story() -> None:
     st.plotly_chart(fig, key="hist_timeline", config=PLOTLY_CONFIG)
 
     when = dt.date.fromisoformat(sel.date)
-    st.markdown(f"### {when:%B %Y} · {sel.name}\n**{sel.who}.** {sel.line}" +
+    st.markdown(f"### {when:%B %Y} · {sel.name}\n**{lecture.sentence(sel.who)}** {sel.line}" +
                 (f" [Paper]({sel.url})" if sel.url else ""))
 
     st.subheader("One line each")

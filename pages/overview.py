@@ -2,21 +2,24 @@
 import numpy as np
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.widgets import code_box, font_size, header, png_later
 from vit_core.analysis import explain
+from vit_core.analysis import lecture as lec
 from vit_core.render import figures, views
+
+INTRO = ("A Vision Transformer (Dosovitskiy et al., 2020) reads an image the way BERT reads a sentence: "
+         "it cuts the image into square **patches**, turns each patch into a vector (a *word*), and lets "
+         "every patch look at every other patch through **self-attention**. Below, your image goes through "
+         "the model that is loaded right now; every number is computed live.")
+PRESENT = present.is_present()  # projector: the pictures first, beside the introduction
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
-header("An image is worth 16x16 words",
-       "A Vision Transformer (Dosovitskiy et al., 2020) reads an image the way BERT reads a sentence: "
-       "it cuts the image into square **patches**, turns each patch into a vector (a *word*), and lets "
-       "every patch look at every other patch through **self-attention**. Below, your image goes through "
-       "the model that is loaded right now; every number is computed live.")
+header("An image is worth 16x16 words", "" if PRESENT else INTRO)
 
-a = ctx.analysis_with_status()
+a = ctx.analysis() if PRESENT else ctx.analysis_with_status()
 
 gh, gw = a.grid
 P = a.patch_size
@@ -26,6 +29,35 @@ D = cfg.embed_dim
 C = cfg.in_chans
 H, W = a.image.shape[:2]
 names = ctx.loaded.class_names
+
+view = (ctx.spec, ctx.sha)
+last = explain.patch_map(a, a.rollout[-1][0])
+
+
+def patch_picture(label: str) -> None:
+    st.markdown(label)
+    st.image(cache.encoded("ov_grid", view, views.grid_view, a.image, P), width="stretch", output_format="JPEG")
+    png_later(views.grid_view, a.image, P, filename="patch-grid.png", key="dl_grid")
+
+
+def rollout_picture(label: str) -> None:
+    st.markdown(label)
+    st.image(cache.encoded("ov_rollout", view, figures.overlay, a.image, last), width="stretch",
+             output_format="JPEG")
+    png_later(figures.overlay, a.image, last, filename="rollout.png", key="dl_rollout")
+
+
+if PRESENT:  # the slide's figures beside the introduction, on screen without scrolling
+    lead, fig_col = st.columns([5, 6])
+    lead.markdown(INTRO)
+    with fig_col:
+        p1, p2 = st.columns(2)
+        with p1:
+            patch_picture(f"**{N} patches of {P}x{P}**")
+        with p2:
+            rollout_picture("**Where [CLS] looked**")
+        st.caption(f"Left: your image as the model sees it, cut into patches. Right: where [CLS] gathered its "
+                   f"information from (attention rollout after all {cfg.depth} layers).")
 
 st.subheader("The shape of the computation")
 steps = [
@@ -52,22 +84,16 @@ st.html(
     f'<div class="vx-flow">{boxes}</div>'
 )
 
-view = (ctx.spec, ctx.sha)
 fs = font_size()
-left, mid, right = st.columns([1, 1, 1])
-with left:
-    st.markdown("**1. The model's view of your image**")
-    st.image(cache.encoded("ov_input", view, lambda: a.image, fmt="png"), width="stretch", output_format="PNG")
-with mid:
-    st.markdown(f"**2. Cut into {N} patches of {P}x{P}**")
-    st.image(cache.encoded("ov_grid", view, views.grid_view, a.image, P), width="stretch", output_format="JPEG")
-    png_later(views.grid_view, a.image, P, filename="patch-grid.png", key="dl_grid")
-with right:
-    st.markdown(f"**3. Where [CLS] gathered information from** (rollout after {cfg.depth} layers)")
-    last = explain.patch_map(a, a.rollout[-1][0])
-    st.image(cache.encoded("ov_rollout", view, figures.overlay, a.image, last), width="stretch",
-             output_format="JPEG")
-    png_later(figures.overlay, a.image, last, filename="rollout.png", key="dl_rollout")
+if not PRESENT:  # (shown at the top in presentation mode)
+    left, mid, right = st.columns([1, 1, 1])
+    with left:
+        st.markdown("**1. The model's view of your image**")
+        st.image(cache.encoded("ov_input", view, lambda: a.image, fmt="png"), width="stretch", output_format="PNG")
+    with mid:
+        patch_picture(f"**2. Cut into {N} patches of {P}x{P}**")
+    with right:
+        rollout_picture(f"**3. Where [CLS] gathered information from** (rollout after {cfg.depth} layers)")
 
 st.subheader("4. The prediction")
 if a.probs.size:
@@ -80,5 +106,5 @@ else:
     st.info("This model has no classification head (a feature extractor, e.g. DINO): "
             "its attention maps are still meaningful.")
 
-st.caption(f"Model: {ctx.loaded.description}  ·  image: {ctx.image_name}  ·  device: {ctx.device}")
+st.caption(f"Model: {lec.clause(ctx.loaded.description)}  ·  image: {ctx.image_name}  ·  device: {ctx.device}")
 code_box(explain.analyze)

@@ -1,22 +1,24 @@
 """2 · Patch embedding: flatten a patch, multiply by one learned matrix, add [CLS] and positions."""
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import code_box, font_size, header, png_later
 from vit_core.analysis import embeddings, maps, patches
-from vit_core.render import charts, drawing, figures
+from vit_core.render import charts, drawing, figures, style
+
+INTRO = ("Each patch becomes a vector in two moves: **flatten** its pixels into one long list of numbers, "
+         "then multiply by one learned matrix **E**, the same for every patch (Dosovitskiy et al., 2020, "
+         "Eq. 1). Pick a patch and follow its numbers.")
+PRESENT = present.is_present()  # projector: the picker first, the introduction beside it
 
 ctx = sidebar()
 model = ctx.loaded.model
 cfg = model.cfg
-header("2 · Patch embedding",
-       "Each patch becomes a vector in two moves: **flatten** its pixels into one long list of numbers, "
-       "then multiply by one learned matrix **E**, the same for every patch (Dosovitskiy et al., 2020, "
-       "Eq. 1). Pick a patch and follow its numbers.")
+header("2 · Patch embedding", "" if PRESENT else INTRO)
 
-a = ctx.analysis_with_status()
+a = ctx.analysis() if PRESENT else ctx.analysis_with_status()
 
 gh, gw = a.grid
 P = a.patch_size
@@ -27,17 +29,24 @@ D = a.patch_embed.shape[1]
 flat_len = a.patches.shape[1]
 view = (ctx.spec, ctx.sha)
 
-c1, c2, c3 = st.columns(3)
-c1.metric("Flattened patch", f"{C} x {P} x {P} = {flat_len:,}")
-c2.metric("Embedding size D", f"{D:,}")
-c3.metric("Matrix E (+ bias)", f"{flat_len:,} x {D:,} (+ {D:,})")
-if flat_len == D:
-    st.info(f"Here both numbers are {D}, but that is a coincidence of this model (as for ViT-B/16, where "
-            "3 x 16 x 16 = 768 = D). They are different things: ViT-L/16 flattens patches to 768 numbers "
-            "too, but embeds them in D = 1024.")
-else:
-    st.caption(f"Two different numbers: a patch has {flat_len:,} values, its embedding {D:,}. "
-               "(They only coincide in ViT-B/16, where 3 x 16 x 16 = 768 = D.)")
+
+def sizes() -> None:
+    """How long a flattened patch is, how long its embedding, how large E."""
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Flattened patch", f"{C} x {P} x {P} = {flat_len:,}")
+    c2.metric("Embedding size D", f"{D:,}")
+    c3.metric("Matrix E (+ bias)", f"{flat_len:,} x {D:,} (+ {D:,})")
+    if flat_len == D:
+        st.info(f"Here both numbers are {D}, but that is a coincidence of this model (as for ViT-B/16, where "
+                "3 x 16 x 16 = 768 = D). They are different things: ViT-L/16 flattens patches to 768 numbers "
+                "too, but embeds them in D = 1024.")
+    else:
+        st.caption(f"Two different numbers: a patch has {flat_len:,} values, its embedding {D:,}. "
+                   "(They only coincide in ViT-B/16, where 3 x 16 x 16 = 768 = D.)")
+
+
+if not PRESENT:  # in presentation mode they come after step 1, so that the picker starts the page
+    sizes()
 
 # --- pick a patch --------------------------------------------------------------------------------
 KEY = "emb_patch"
@@ -49,14 +58,18 @@ if st.session_state.get(KEY, 0) > N - 1:
 def follow_patch() -> None:
     """Steps 1-6 follow the chosen patch: the slider and the picker rerun only this part."""
     fs = font_size()
-    st.subheader("Step 1: pick a patch")
+    if not PRESENT:
+        st.subheader("Step 1: pick a patch")
     left, right = st.columns([5, 6])
     with right:
-        i = st.slider("Patch (reading order)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
-                      key=KEY, bind="query-params", help="Or click a patch on the image.")
-        r, c = divmod(i, gw)
+        if PRESENT:
+            st.markdown(INTRO + "\n\n**Step 1: pick a patch**")
+        i = st.slider("Patch (reading order, from 0)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
+                      key=KEY, bind="query-params", help="Or click a patch on the image. " + patches.convention(
+                          gw, N, a.num_prefix_tokens))
         planes = (drawing.channel_planes, patches.patch_tiles(a.image, P)[i], 150)  # the (P, P, 3) patch
-        st.markdown(f"**Patch {i}** (row {r}, column {c}) and its three colour planes, each {P} x {P} pixels:")
+        st.markdown(f"**{patches.patch_label(i, gw).capitalize()}** (token {i + a.num_prefix_tokens} of the "
+                    f"sequence) and its three colour planes, each {P} x {P} pixels:")
         st.image(cache.encoded("emb_planes", view + (i,), *planes), width="stretch", output_format="JPEG")
         png_later(*planes, filename=f"patch-{i}-planes.png", key="emb_dl_planes")
     with left:
@@ -65,6 +78,9 @@ def follow_patch() -> None:
         st.plotly_chart(picker, key="emb_pick", selection_mode="points", config=PLOTLY_CONFIG,
                         on_select=lambda: figures.store_pick(st.session_state, "emb_pick", KEY, N))
         st.caption("Click a patch to select it.")
+
+    if PRESENT:
+        sizes()
 
     # --- flatten ---------------------------------------------------------------------------------
     st.subheader(f"Step 2: flatten to {flat_len:,} numbers")
@@ -111,7 +127,10 @@ def follow_patch() -> None:
         f"filters' variance it explains. Together these {k} explain **{mf.filter_pcs_var.sum():.0%}**. In the "
         "paper (ViT-L/32) they *resemble plausible basis functions for a low-dimensional representation of the "
         "fine structure within each patch*: smooth blobs, edges and stripes, much like the first layer of a CNN.")
-    st.image(cache.encoded("emb_pcs", (ctx.spec,), *pcs, fmt="png"), width="stretch", output_format="PNG")
+    pcs_png = cache.encoded("emb_pcs", (ctx.spec,), *pcs, fmt="png")
+    # on a projector the whole mosaic fits on the screen under the control bar
+    st.image(pcs_png, width=style.fit_width(*figures.image_size(pcs_png), max_width=1100) if PRESENT else "stretch",
+             output_format="PNG")
     png_later(*pcs, filename="filter-principal-components.png", key="emb_dl_pcs")
 
     # --- CLS and positions -----------------------------------------------------------------------

@@ -1,23 +1,25 @@
 """1 · Patches: from the uploaded picture to a sequence of patch tokens, with the model's real sizes."""
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import code_box, font_size, header, png_later
 from vit_core.analysis import patches
 from vit_core.io import images
-from vit_core.render import charts, drawing, views
+from vit_core.render import charts, drawing, figures, style, views
+
+INTRO = ("A Transformer reads a sequence of tokens. The Vision Transformer (Dosovitskiy et al., 2020) makes "
+         "one out of an image in the simplest way possible: it resizes the image to a fixed size, cuts it into "
+         "square **patches** of P x P pixels and reads them like words, left to right, top to bottom. "
+         "This page does exactly that with your image and the model that is loaded now.")
+PRESENT = present.is_present()  # projector: the numbered grid first, beside the introduction
 
 ctx = sidebar()
 cfg = ctx.loaded.model.cfg
-header("1 · Patches",
-       "A Transformer reads a sequence of tokens. The Vision Transformer (Dosovitskiy et al., 2020) makes "
-       "one out of an image in the simplest way possible: it resizes the image to a fixed size, cuts it into "
-       "square **patches** of P x P pixels and reads them like words, left to right, top to bottom. "
-       "This page does exactly that with your image and the model that is loaded now.")
+header("1 · Patches", "" if PRESENT else INTRO)
 
-a = ctx.analysis_with_status()
+a = ctx.analysis() if PRESENT else ctx.analysis_with_status()
 
 gh, gw = a.grid
 P = a.patch_size
@@ -26,13 +28,32 @@ T = a.num_tokens
 prefix = a.num_prefix_tokens
 H, W = a.image.shape[:2]
 C = cfg.in_chans
+view = (ctx.spec, ctx.sha)
+count = min(N, 2 * gw, 23)
+numbered = (drawing.numbered_grid, a.image, P, max(1, 720 // max(H, W)), count)
+READING = (f"Each patch gets a number in **reading order**: row by row, left to right. Patch 0 is the "
+           f"top-left corner, patch {gw - 1} ends the first row, patch {N - 1} is the bottom-right corner. "
+           f"**The numbering used on every page:** {patches.convention(gw, N, prefix)}")
+
+
+def numbered_grid(width) -> None:
+    """The grid with the first patches numbered and tinted, and its download."""
+    st.image(cache.encoded("patches_numbered", view, *numbered), width=width, output_format="JPEG")
+    png_later(*numbered, filename="numbered-patches.png", key="patches_dl_grid")
+
+
+if PRESENT:  # the numbered grid is the slide's figure: beside the introduction, fitted to the screen
+    lead, fig_col = st.columns([5, 6])
+    lead.markdown(INTRO + "\n\n" + READING)
+    with fig_col:
+        numbered_grid(style.fit_width(*figures.image_size(cache.encoded("patches_numbered", view, *numbered)),
+                                      max_width=640))
 
 # --- 1. preprocessing ----------------------------------------------------------------------------
 st.subheader("Step 1: the model's view of your image")
 original = images.load_image(ctx.image_bytes)
 plan = patches.preprocess_plan(ctx.loaded.transform, original.width, original.height, ctx.loaded.data_config)
 whole = plan.crop_box is not None and patches.keeps_everything(plan.crop_box, original.width, original.height)
-view = (ctx.spec, ctx.sha)
 
 left, right = st.columns(2)
 with left:
@@ -61,20 +82,20 @@ st.markdown(f"Normalising subtracts the mean **({mean_s})** and divides by the s
 
 # --- 2. the grid and the sequence ------------------------------------------------------------------
 st.subheader(f"Step 2: {N} patches, read like words")
-count = min(N, 2 * gw, 23)
-scale = max(1, 720 // max(H, W))
-numbered = (drawing.numbered_grid, a.image, P, scale, count)
-left, right = st.columns([3, 2])
-with left:
-    st.image(cache.encoded("patches_numbered", view, *numbered), width="stretch", output_format="JPEG")
-    png_later(*numbered, filename="numbered-patches.png", key="patches_dl_grid")
-with right:
-    st.markdown(f"Each patch gets a number in **reading order**: row by row, left to right. Patch 0 is the "
-                f"top-left corner, patch {gw - 1} ends the first row, patch {N - 1} is the bottom-right corner. "
-                f"The model then sees a **sequence** of {N} tokens, just like a sentence of {N} words"
-                + (", and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
-                   "will carry the answer." if prefix else
-                   ". This model has no [CLS] token: it averages the patch tokens at the end."))
+if PRESENT:  # the grid is at the top of the slide
+    st.markdown(f"The grid at the top of the page, read as a **sequence** of {N} tokens, just like a sentence "
+                f"of {N} words" + (", with one extra learned **[CLS]** token in front (borrowed from BERT) whose "
+                                    "output will carry the answer:" if prefix else ":"))
+else:
+    left, right = st.columns([3, 2])
+    with left:
+        numbered_grid("stretch")
+    with right:
+        st.markdown(READING + f"\n\nThe model then sees a **sequence** of {N} tokens, just like a sentence of "
+                    f"{N} words"
+                    + (", and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
+                       "will carry the answer." if prefix else
+                       ". This model has no [CLS] token: it averages the patch tokens at the end."))
 seq = (drawing.token_sequence, a.image, P, count, -(-(count + int(prefix > 0)) // 2), 80, prefix > 0)
 st.image(cache.encoded("patches_seq", view, *seq), width="stretch", output_format="JPEG")
 st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"

@@ -96,7 +96,7 @@ for 16 x 16), so the attention shrinks by P⁴ (65,536 x).
 images to at most 64 x 64. Others restricted attention to local neighbourhoods or used 2 x 2 patches on small
 images. ViT's answer is blunt: 16 x 16 patches and full global attention from the first layer on.
 
-**The model loaded now** ({ctx.loaded.description}): {cfg.img_size} x {cfg.img_size} images in
+**The model loaded now** ({lec.clause(ctx.loaded.description)}): {cfg.img_size} x {cfg.img_size} images in
 {cfg.patch_size} x {cfg.patch_size} patches → T = {cfg.num_patches + cfg.num_prefix_tokens} tokens →
 {(cfg.num_patches + cfg.num_prefix_tokens) ** 2:,} scores per head, {cfg.num_heads} heads, {cfg.depth} layers.
 """)

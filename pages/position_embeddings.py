@@ -3,24 +3,26 @@ import math
 
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import code_box, font_size, header, png_later
-from vit_core.analysis import embeddings, maps
+from vit_core.analysis import embeddings, maps, patches
 from vit_core.render import charts, figures, views
 
 CMAP = "RdBu_r"  # matplotlib and plotly both know it
 
+INTRO = ("Self-attention treats its input as a *set*: shuffle the patches and every token's output is "
+         "shuffled the same way. To know where a patch came from, ViT adds a learned vector per position "
+         "(index 0, 1, 2, …). These are plain **1-D** embeddings: nobody tells the model that the image is a "
+         "2-D grid. Yet after training they encode rows, columns and neighbours (Dosovitskiy et al., 2020, "
+         "Sec. 4.5 and Fig. 7, centre).")
+PRESENT = present.is_present()  # projector: the grid first, the introduction and the controls beside it
+
 ctx = sidebar()
 model = ctx.loaded.model
 cfg = model.cfg
-header("3 · Position embeddings",
-       "Self-attention treats its input as a *set*: shuffle the patches and every token's output is "
-       "shuffled the same way. To know where a patch came from, ViT adds a learned vector per position "
-       "(index 0, 1, 2, …). These are plain **1-D** embeddings: nobody tells the model that the image is a "
-       "2-D grid. Yet after training they encode rows, columns and neighbours (Dosovitskiy et al., 2020, "
-       "Sec. 4.5 and Fig. 7, centre).")
+header("3 · Position embeddings", "" if PRESENT else INTRO)
 
 mf = ctx.figures()
 sim = mf.pos_similarity  # (N, gh, gw)
@@ -32,12 +34,17 @@ KEY = "pos_patch"
 if st.session_state.get(KEY, 0) > N - 1:
     st.session_state[KEY] = N - 1  # after switching to a model with fewer positions
 
-
-st.subheader("Each position compared with every other")
-st.markdown(f"Tile *i* shows the cosine similarity between the embedding of position *i* and those of all "
-            f"{N} positions, laid out on the {gh} x {gw} grid. The tiles themselves sit where their "
-            "position is in the image.")
-opt1, opt2 = st.columns([3, 2])
+EXPLAIN = (f"Tile *i* shows the cosine similarity between the embedding of position *i* and those of all "
+           f"{N} positions, laid out on the {gh} x {gw} grid. The tiles themselves sit where their "
+           "position is in the image. Positions are numbered like the patches: position *p* is added to patch *p*.")
+if PRESENT:  # the grid is the first figure: beside the introduction and the controls, not below
+    left, right = st.columns(2)
+    right.markdown(INTRO + "\n\n" + EXPLAIN)
+    opt1 = opt2 = right
+else:
+    st.subheader("Each position compared with every other")
+    st.markdown(EXPLAIN)
+    opt1, opt2 = st.columns([3, 2], gap="large")
 with opt2:
     scale_mode = st.radio("Colour scale", ["shared -1..1", "each tile its own"], horizontal=True,
                           key="pos_scale", bind="query-params",
@@ -45,21 +52,24 @@ with opt2:
                                "Own: each tile is stretched from its minimum to its maximum, as in the paper.")
 shared = scale_mode == "shared -1..1"
 with opt1:
-    i = st.slider("Position (reading order)", 0, N - 1, value=min(N - 1, (gh // 2) * gw + gw // 4),
-                  key=KEY, bind="query-params", help="Or click a tile in the grid below.")
-r, c = divmod(i, gw)
+    i = st.slider("Position (reading order, from 0)", 0, N - 1, value=min(N - 1, (gh // 2) * gw + gw // 4),
+                  key=KEY, bind="query-params", help="Or click a tile in the grid. " + patches.convention(
+                      gw, N, model.num_prefix_tokens))
+r, c = patches.patch_cell(i, gw)
+where = patches.patch_label(i, gw, "position").capitalize()  # "Position 101 (row 7, column 3)"
 
 tile_px = max(24, min(64, 840 // max(gh, gw)))
 pitch, width = views.mosaic_pitch((gh, gw), tile_px)
 label = "cosine similarity" if shared else "each tile: its lowest (0) to its highest (1)"
 fs = font_size()
 grid_key = (ctx.spec, shared, tile_px)
-left, right = st.columns(2)
+if not PRESENT:
+    left, right = st.columns(2)
 with left:
     height = 470
     mosaic = cache.encoded("pos_mosaic", grid_key, views.similarity_grid, sim, CMAP, shared, tile_px)
     picker = cache.chart("pos_pick", grid_key + (i, fs), figures.mosaic_picker, mosaic, (gh, gw), pitch,
-                         selected=i, height=height, font_size=fs)
+                         selected=i, height=430 if PRESENT else height, font_size=fs)
     st.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PLOTLY_CONFIG,
                     on_select=lambda: figures.store_pick(st.session_state, "pos_pick", KEY, N))
     st.image(cache.encoded("pos_bar", (shared, width), views.similarity_bar, CMAP, shared, width, label, fmt="png"),
@@ -70,8 +80,9 @@ with right:
     tile = sim[i]
     zmin, zmax = (-1.0, 1.0) if shared else (float(tile.min()), float(tile.max()))
     big = cache.chart("pos_big", (ctx.spec, shared, i, fs), charts.similarity_tile, tile, r, c,
-                      f"Position {i} (row {r}, column {c})", zmin, zmax, height=height, marker=18, font_size=fs)
+                      where, zmin, zmax, height=height, marker=18, font_size=fs)
     st.plotly_chart(big, key="pos_big", config=PLOTLY_CONFIG)
+    st.caption(f"{where}, the one added to patch {i}: its cosine similarity to every position (x marks itself).")
 
 # --- what the numbers say ------------------------------------------------------------------------
 st.subheader("Learned 1-D, found 2-D")
@@ -110,11 +121,26 @@ st.markdown("Nothing in the architecture asks for this: the model only ever adds
             "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
             "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
 
+prof = embeddings.distance_profile(sim)
 dfig = cache.chart("pos_dist", (ctx.spec, fs), lambda: charts.similarity_by_distance(
-    *embeddings.similarity_by_distance(sim), font_size=fs))
+    prof.dist, prof.means, "Mean similarity against distance (dot size: number of pairs)", font_size=fs,
+    counts=prof.counts))
 st.plotly_chart(dfig, key="pos_dist", config=PLOTLY_CONFIG)
-st.caption("One dot per distance: the mean similarity of all pairs of positions that far apart. Pairs in "
-           "the same row or column sit at whole-number distances, which is why those dots can stand out.")
+ends = (f"only {prof.counts[-1]} pair{'s' if prof.counts[-1] != 1 else ''} (corner to corner) at the largest "
+        f"distance, {prof.dist[-1]:.1f} cells")
+if prof.border_from is not None and prof.climb > 0.1:
+    why = (f"The curve climbs back at the right end although distant positions are in general less alike: few "
+           f"pairs are that far apart (dot size; {ends}), and from {prof.border_from:.1f} cells on every pair "
+           f"joins two positions within {prof.edge} cells of the border, which this model embeds alike")
+    if abs(prof.corr_centre) > abs(prof.corr_distance):
+        why += (f" (over all pairs, similarity follows how differently far from the centre two positions are, "
+                f"correlation {prof.corr_centre:.2f}, more than their distance, {prof.corr_distance:.2f})")
+    why += "."
+else:
+    why = (f"Each dot is the mean over the pairs that far apart, and its size shows how many: {ends}, so the "
+           "right end of the curve is its noisiest part.")
+st.caption("One dot per distance: the mean similarity of all pairs of positions that far apart; pairs in the "
+           "same row or column sit at whole-number distances, which is why those dots can stand out. " + why)
 
 # --- resizing --------------------------------------------------------------------------------------
 st.subheader("A different input size")

@@ -3,20 +3,24 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.cache import get_relevance
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import code_box, font_size, header, png_later
 from vit_core.analysis import attention_views, maps
+from vit_core.analysis import lecture as lec
 from vit_core.render import figures, views
 
+INTRO = ("After the last block the **[CLS]** token goes through a LayerNorm and one linear layer, and a "
+         "softmax turns the scores into class probabilities. Below: what the model predicts for your "
+         "image, what it *would* predict if it stopped after each block, and which patches speak for "
+         "a chosen class.")
+PRESENT = present.is_present()  # projector: the top classes first, the introduction beside them
+
 ctx = sidebar()
-header("6 · Prediction",
-       "After the last block the **[CLS]** token goes through a LayerNorm and one linear layer, and a "
-       "softmax turns the scores into class probabilities. Below: what the model predicts for your "
-       "image, what it *would* predict if it stopped after each block, and which patches speak for "
-       "a chosen class.")
+BESIDE = PRESENT and ctx.loaded.model.cfg.num_classes > 0  # the introduction goes beside the bars
+header("6 · Prediction", "" if BESIDE else INTRO)
 a = ctx.analysis()
 names = list(ctx.loaded.class_names)
 C, L, n = a.probs.size, a.depth, a.num_prefix_tokens
@@ -28,10 +32,19 @@ order = np.argsort(a.probs)[::-1]  # classes, most probable first
 @st.fragment
 def top_classes() -> None:
     """How many classes: the slider reruns only this part (the bars and the logit lens)."""
-    k = st.slider("How many classes", 1, min(10, C), min(5, C), key="pred_k", bind="query-params")
+    def how_many() -> int:
+        return st.slider("How many classes", 1, min(10, C), min(5, C), key="pred_k", bind="query-params")
+
+    if BESIDE:  # the bars are the slide's figure: the introduction and the slider beside them
+        left, right = st.columns([3, 2])
+        with right:
+            st.markdown(INTRO)
+            k = how_many()
+    else:
+        k = how_many()
+        left, right = st.columns([3, 2])
     top = maps.topk(torch.from_numpy(a.probs), k, [name(i) for i in range(C)])
     fs = font_size()
-    left, right = st.columns([3, 2])
     with left:
         bars = cache.chart("pred_top", view + (k, fs), figures.bar_chart, [t[0] for t in top],
                            np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes", font_size=fs)
@@ -43,7 +56,7 @@ def top_classes() -> None:
             st.markdown(f"Runner-up: **{top[1][0]}** ({top[1][1]:.1%}).")
         st.caption(f"Probabilities over all {C} classes sum to {a.probs.sum():.4f}.")
 
-    st.subheader("The logit lens: what [CLS] predicts after each block")
+    st.subheader("The logit lens: what [CLS] predicts after each block", help=lec.GLOSSARY["logit lens"])
     st.markdown("Apply the model's final LayerNorm and head to [CLS] after block 1, 2, … as if the network "
                 "stopped there (the *logit lens*, nostalgebraist 2020). Early blocks are often unsure; the "
                 "answer firms up with depth.")
@@ -97,7 +110,8 @@ if C == 0:
             "so there are no class probabilities, no logit lens and no class-specific maps. Its "
             "attention maps on page 5 are still meaningful.")
 else:
-    st.subheader("The top classes")
+    if not BESIDE:
+        st.subheader("The top classes")
     top_classes()
     best, best_p = attention_views.lens_top(a)
     st.markdown("Top class after each block: " + " · ".join(
@@ -113,7 +127,10 @@ elif C:
     st.markdown("Rollout (page 5) is the same whatever the class. The relevance method of Chefer, Gur & "
                 "Wolf (2021, *Generic Attention-model Explainability*) back-propagates one class's score "
                 "to every attention map, keeps the positive part of gradient x attention, averages the heads, "
-                "and accumulates it over the layers (R ← R + Ā R). Different classes give different maps.")
+                "and accumulates it over the layers: **R ← R + Ā R**, where R starts as the identity (each token "
+                "relevant only to itself), Ā is that layer's gradient-weighted attention, and each layer adds "
+                "the relevance that flows through it; the [CLS] row of the final R is the map. Different "
+                "classes give different maps.", help=lec.GLOSSARY["relevance update"])
     opts = list(range(C))
     for key, default in (("pred_c1", int(order[0])), ("pred_c2", int(order[min(1, C - 1)]))):
         if st.session_state.get(key, default) not in range(C):

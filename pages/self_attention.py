@@ -1,7 +1,7 @@
 """4 · Self-attention: one attention row of the real model, recomputed step by step from q, k, v."""
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import clamp_state, code_box, font_size, header, png_later
@@ -9,14 +9,16 @@ from vit_core.analysis import attention_views, patches
 from vit_core.model import Attention
 from vit_core.render import figures, views
 
+INTRO = ("Every token asks a question (its **query** q), every token offers a label (its **key** k) and "
+         "a message (its **value** v). The query is compared with every key, the scores go through a "
+         "softmax, and the token receives the weighted sum of the values: "
+         "softmax(q Kᵀ / √d) V (Vaswani et al., 2017). Below is one such row from the model that is "
+         "loaded, for one layer, one head and one query token of your image, recomputed by hand from "
+         "the model's own q, k and v.")
+PRESENT = present.is_present()  # projector: the picker first, the introduction and the controls beside it
+
 ctx = sidebar()
-header("4 · Self-attention",
-       "Every token asks a question (its **query** q), every token offers a label (its **key** k) and "
-       "a message (its **value** v). The query is compared with every key, the scores go through a "
-       "softmax, and the token receives the weighted sum of the values: "
-       "softmax(q Kᵀ / √d) V (Vaswani et al., 2017). Below is one such row from the model that is "
-       "loaded, for one layer, one head and one query token of your image, recomputed by hand from "
-       "the model's own q, k and v.")
+header("4 · Self-attention", "" if PRESENT else INTRO)
 
 a = ctx.analysis()
 L, h, T, n = a.depth, a.num_heads, a.num_tokens, a.num_prefix_tokens
@@ -35,18 +37,38 @@ for key, hi in (("sa_layer", L), ("sa_head", h), ("sa_q", T - 1)):
 @st.fragment
 def one_row() -> None:
     """Layer, head and query, and everything they drive: these controls rerun only this part."""
-    c1, c2, c3 = st.columns([1, 1, 2])
-    layer = c1.slider("Layer", 1, L, key="sa_layer", bind="query-params") - 1
-    head = c2.slider("Head", 1, h, key="sa_head", bind="query-params") - 1
-    query = c3.slider("Query token (0 = [CLS]; or click a patch)", 0, T - 1, key="sa_q", bind="query-params")
+    def controls(stacked: bool) -> tuple[int, int, int]:
+        """Layer and head side by side (far enough apart that their numbers never touch), then the
+        query: beside them in one row, or under them when ``stacked`` in a column."""
+        if stacked:
+            c1, c2 = st.columns(2, gap="large")
+            c3 = st.container()
+        else:
+            c1, c2, c3 = st.columns([1, 1, 2], gap="large")
+        layer = c1.slider("Layer", 1, L, key="sa_layer", bind="query-params") - 1
+        head = c2.slider("Head", 1, h, key="sa_head", bind="query-params") - 1
+        query = c3.slider(f"Query token (0 = [CLS]; patch p is token p + {n}; or click a patch)" if n else
+                          "Query token (patch p is token p; or click a patch)", 0, T - 1, key="sa_q",
+                          bind="query-params")
+        c3.caption(f"Query: {attention_views.query_label(a, query)}")
+        return layer, head, query
+
+    formula = (r"\text{score}_j = \frac{q \cdot k_j}{\sqrt{d}}, \qquad "
+               r"w_j = \frac{e^{\text{score}_j}}{\sum_i e^{\text{score}_i}}, \qquad "
+               r"\text{out} = \sum_j w_j\, v_j")
+    if PRESENT:  # the picker is the first figure: beside the introduction and the controls, not below
+        left, right = st.columns([1, 1])
+        with right:
+            st.markdown(INTRO)
+            layer, head, query = controls(stacked=True)
+    else:
+        layer, head, query = controls(stacked=False)
+        st.latex(formula)
+        left, right = st.columns([1, 1])
     s = attention_views.attention_step(a, layer, head, query)
     fs = font_size()
-    st.latex(r"\text{score}_j = \frac{q \cdot k_j}{\sqrt{d}}, \qquad "
-             r"w_j = \frac{e^{\text{score}_j}}{\sum_i e^{\text{score}_i}}, \qquad "
-             r"\text{out} = \sum_j w_j\, v_j")
     row = view + (layer, head, query)
 
-    left, right = st.columns([1, 1])
     with left:
         sel = query - n if query >= n else None
         st.plotly_chart(cache.chart("sa_pick", view + (sel, fs), figures.patch_picker, a.image, a.grid, a.patch_size,
@@ -56,7 +78,7 @@ def one_row() -> None:
         if n:
             st.button("Use [CLS] as the query", on_click=_cls, key="sa_cls")
     with right:
-        st.markdown(f"#### Query: **{attention_views.token_label(a, query)}** · layer {layer + 1} · "
+        st.markdown(f"#### Query: **{attention_views.query_label(a, query)}** · layer {layer + 1} · "
                     f"head {head + 1}")
         st.markdown(f"This head works in **d = {hd}** dimensions. The query is compared with all **T = {T}** "
                     f"tokens ({n} prefix + {T - n} patches), so this head scores **{T * T:,}** pairs "
@@ -67,6 +89,8 @@ def one_row() -> None:
         m3.metric("Weights sum to", f"{s.weights.sum():.4f}")
         st.caption(f"Highest-scoring key: {attention_views.token_label(a, s.best_key)}.")
 
+    if PRESENT:
+        st.latex(formula)
     st.subheader("1 · The query and a key")
     best = attention_views.token_label(a, s.best_key)
     st.plotly_chart(cache.chart("sa_qk", row + (fs,), figures.vector_bars,

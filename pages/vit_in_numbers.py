@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, present
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import FAMILY_COLORS, PLOTLY_CONFIG
@@ -28,6 +28,9 @@ st.caption("The formula counts every weight and bias of a ViT with 16 x 16 patch
            f"The model loaded in this app has D = {cfg.embed_dim}, {cfg.depth} layers and {cfg.num_heads} heads.")
 
 st.subheader("The results (Table 2)")
+st.markdown("Accuracy after fine-tuning, against the compute it took to pre-train the model, in "
+            "**TPUv3-core-days**: one core-day is one TPU v3 core busy for 24 hours, and the paper writes "
+            "thousands as k (0.23k = 230 core-days).", help=lec.GLOSSARY["core-days"])
 datasets = list(lec.RESULTS)
 
 
@@ -59,14 +62,18 @@ st.markdown(
     f"pre-training compute ({lec.CORE_DAYS[vit]:,} against {lec.CORE_DAYS[bit]:,} TPUv3-core-days). The largest "
     f"model, ViT-H/14, is the best on {sum(max(v for v in lec.RESULTS[d].values() if v is not None) == lec.RESULTS[d]['vit_h14_jft'] for d in datasets)} "
     f"of {len(datasets)}. Pre-trained on the public ImageNet-21k instead, ViT-L/16 is a few points lower, "
-    "but took 0.23k core-days.")
-with st.expander("The whole of Table 2"):
-    full = pd.DataFrame({lec.MODEL_LABELS[k]: {d: (f"{lec.RESULTS[d][k]:.2f}" if lec.RESULTS[d][k] is not None else "-")
+    f"but took only {lec.CORE_DAYS['vit_l16_i21k']:,} core-days (0.23k in the paper's notation).",
+    help=lec.GLOSSARY["core-days"])
+# Expanded on a projector (nobody clicks there); "–" where the paper reports nothing: a plain "-"
+# in a table cell is Markdown for a bullet list, which doubles the row's height.
+with st.expander("The whole of Table 2", expanded=present.is_present()):
+    full = pd.DataFrame({lec.MODEL_LABELS[k]: {d: (f"{lec.RESULTS[d][k]:.2f}" if lec.RESULTS[d][k] is not None else "–")
                                                for d in datasets} for k in lec.MODEL_LABELS})
     full.loc["TPUv3-core-days"] = [f"{lec.CORE_DAYS[k] / 1000:g}k" for k in lec.MODEL_LABELS]
     full.loc["pre-training data"] = [lec.MODEL_DATA[k] for k in lec.MODEL_LABELS]
     st.table(full)
-    st.caption(lec.RESULTS_NOTE + " Accuracies are means over three fine-tuning runs.")
+    st.caption(lec.RESULTS_NOTE + " Accuracies are means over three fine-tuning runs; – : not reported. "
+               "Compute in thousands of TPUv3-core-days (2.5k = 2,500).")
 
 st.subheader("What did it cost?")
 st.markdown("A **TPUv3-core-day** is one TPU v3 core busy for 24 hours. Renting is billed per hour, so the "

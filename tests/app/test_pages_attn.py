@@ -41,18 +41,19 @@ def test_self_attention_numbers_and_widgets():
     n, T = a.num_prefix_tokens, a.num_tokens
     assert number(r"within \*\*([0-9.e+-]+)\*\*", at.success[0].value) < 1e-5
     assert number(r"two: \*\*([0-9.e+-]+)\*\*", text(at)) < 1e-5
-    assert "Query: **[CLS]** · layer 1 · head 1" in text(at)
+    assert "Query: **token 0 = [CLS]** · layer 1 · head 1" in text(at)
     s = attention_views.attention_step(a, 0, 0, 0)
     assert at.metric[0].value == f"{s.scores.max():.2f}"
     assert f"T = {T}" in text(at)
 
-    layer, head, query = a.depth - 1, a.num_heads - 1, n + a.grid[1] + 1  # patch at row 2, col 2
+    layer, head, query = a.depth - 1, a.num_heads - 1, n + a.grid[1] + 1  # patch at row 1, column 1 (from 0)
     at.slider(key="sa_layer").set_value(layer + 1)
     at.slider(key="sa_head").set_value(head + 1)
     at.slider(key="sa_q").set_value(query)
     rerun(at)
     s2 = attention_views.attention_step(a, layer, head, query)
-    assert f"Query: **patch {a.grid[1] + 1} (row 2, col 2)** · layer {a.depth} · head {a.num_heads}" in text(at)
+    assert (f"Query: **token {query} = patch {a.grid[1] + 1} (row 1, column 1)** · layer {a.depth} · "
+            f"head {a.num_heads}") in text(at)
     assert at.metric[0].value == f"{s2.scores.max():.2f}" and s2.softmax_diff < 1e-5
     assert f"attn[layer {a.depth}, head {a.num_heads}, query {query}]" in at.success[0].value
     assert np.allclose(s2.stored, a.attn[layer, head, query]) and s2.out_diff < 1e-5

@@ -201,10 +201,10 @@ def snapshot(model):
 def test_class_relevance_on_tiny_vit_leaves_model_untouched():
     model, x = tiny_model(), image()
     state, attrs, training = snapshot(model)
-    maps = [maps.class_relevance(model, x, t) for t in range(3)]
-    assert all(m.shape == (4, 4) and torch.isfinite(m).all() for m in maps)
-    assert not torch.allclose(maps[0], maps[1], atol=1e-6)
-    assert not torch.allclose(maps[1], maps[2], atol=1e-6)
+    rel = [maps.class_relevance(model, x, t) for t in range(3)]
+    assert all(m.shape == (4, 4) and torch.isfinite(m).all() for m in rel)
+    assert not torch.allclose(rel[0], rel[1], atol=1e-6)
+    assert not torch.allclose(rel[1], rel[2], atol=1e-6)
     after_state, after_attrs, after_training = snapshot(model)
     assert after_state.keys() == state.keys()
     assert all(torch.equal(state[k], after_state[k]) for k in state)

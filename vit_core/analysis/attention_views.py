@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vit_core.analysis import maps
+from vit_core.analysis import maps, patches
 from vit_core.analysis.explain import Analysis
 from vit_core.io import loading
 
@@ -19,12 +19,38 @@ FUSIONS = ("mean", "max", "min")
 
 
 def token_label(a: Analysis, t: int) -> str:
-    """Human name of token t: [CLS], a register, or a patch with its grid row and column (1-based)."""
+    """Human name of token t: [CLS], a register, or a patch with its row and column
+    (``patches.patch_label``: everything counted from 0, as on every page)."""
     n = a.num_prefix_tokens
     if t < n:
         return "[CLS]" if t == 0 else f"register {t}"
-    r, c = divmod(t - n, a.grid[1])
-    return f"patch {t - n} (row {r + 1}, col {c + 1})"
+    return patches.patch_label(t - n, a.grid[1])
+
+
+def query_label(a: Analysis, t: int) -> str:
+    """Token t named as a token index AND what it is: 'token 106 = patch 105 (row 7, column 7)'."""
+    return f"token {int(t)} = {token_label(a, t)}"
+
+
+def query_similarity(a: Analysis, layer: int, head: str | int = "mean") -> float:
+    """How alike the attention maps of different query patches are in one layer (0-based): the mean
+    Pearson correlation over all pairs of patch queries of their rows over the patch keys.
+
+    Near 1: the layer (or head: "mean" of heads, or a 0-based index) looks at the same few patches
+    whatever the query; near 0: each query looks somewhere of its own.
+    """
+    n = a.num_prefix_tokens
+    att = a.attn[layer, :, n:, n:]  # (h, N, N): patch queries x patch keys
+    rows = (att.mean(0) if head == "mean" else att[int(head)]).astype(np.float64)  # (N, N)
+    rows = rows - rows.mean(1, keepdims=True)
+    norm = np.linalg.norm(rows, axis=1)
+    ok = norm > 0  # a constant row has no correlation to speak of
+    if ok.sum() < 2:
+        return float("nan")
+    z = rows[ok] / norm[ok, None]
+    c = z @ z.T  # (k, k) correlations
+    k = len(z)
+    return float((c.sum() - np.trace(c)) / (k * (k - 1)))
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,37 @@ def history_shown(show: str | None) -> list[Event]:
     return [e for e in HISTORY if show in (None, "All") or (show == "Language") == (e.kind == "NLP")
             or e.kind == "ViT"]
 
+# --- Words: a one-line explanation of each term of art, for popovers and help= -----------------
+
+GLOSSARY = {
+    "head fusion": "How one layer's h attention maps become one before rollout: entry by entry, their mean, "
+                   "their maximum or their minimum over the heads.",
+    "discard ratio": "Before rollout, zero this fraction of the weakest attention entries in each layer (never "
+                     "the [CLS] row or column): less noise, a sharper map.",
+    "fused attention": "softmax(Q Kᵀ / √d) V computed in one step by PyTorch's scaled_dot_product_attention "
+                       "(FlashAttention-style): the same numbers, faster, without storing the T x T matrix.",
+    "logit lens": "Read a prediction from [CLS] after an earlier block by applying the model's final LayerNorm "
+                  "and classifier to it, as if the network stopped there (nostalgebraist, 2020).",
+    "core-days": "A TPUv3-core-day is one TPU v3 core busy for 24 hours; the paper writes thousands as k, so "
+                 "0.23k = 230 core-days.",
+    "relevance update": "R ← R + Ā R, once per layer: R starts as the identity (each token relevant to itself); "
+                        "Ā is the layer's attention times its gradient for the chosen class, negative values "
+                        "set to 0, averaged over the heads. The [CLS] row of the final R is the map.",
+}
+
+
+def clause(text: str) -> str:
+    """A sentence used inside another one: its final full stop dropped, so that a bracket or a colon
+    after it does not give '…accuracy).):' (the description of a model ends with a full stop)."""
+    return text.rstrip().rstrip(".")
+
+
+def sentence(text: str) -> str:
+    """Text ending in exactly one full stop ('Dosovitskiy et al.' stays as it is, not 'et al..')."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 # --- Calculators ----------------------------------------------------------------------------
 
 

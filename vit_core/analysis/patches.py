@@ -166,3 +166,31 @@ def token_cost(image_size: int, patch_size: int, channels: int = 3, prefix: int 
     return TokenCost(c["N"], c["T"], c["T2"], pix, pix * pix, pix * pix / c["T2"])
 
 
+
+
+# --- the numbering convention, the same on every page ------------------------------------------
+# Patches are numbered 0..N-1 row by row from the top left; rows and columns count from 0; in the
+# token sequence the prefix tokens ([CLS] at 0, then any registers) come first, so patch p is token
+# p + (number of prefix tokens): p + 1 for a ViT with one [CLS] token.
+
+
+def patch_cell(p: int, gw: int) -> tuple[int, int]:
+    """(row, column) of patch ``p`` on a grid ``gw`` patches wide, both counted from 0."""
+    return divmod(int(p), int(gw))
+
+
+def patch_label(p: int, gw: int, noun: str = "patch") -> str:
+    """'patch 105 (row 7, column 7)': the one way every page names a patch (or a ``noun`` such as
+    'position' for the same grid cell)."""
+    r, c = patch_cell(p, gw)
+    return f"{noun} {int(p)} (row {r}, column {c})"
+
+
+def convention(gw: int, n_patches: int, prefix: int = 1) -> str:
+    """The numbering convention in one sentence, with this grid's numbers as the example."""
+    p = min(n_patches - 1, gw + 1)
+    r, c = patch_cell(p, gw)
+    token = (f"in the token sequence [CLS] is token 0{' (then the registers)' if prefix > 1 else ''} and "
+             f"patch p is token p + {prefix}" if prefix else "this model has no [CLS] token, so patch p is token p")
+    return (f"Patches are numbered 0 to {n_patches - 1} row by row from the top left; rows and columns count "
+            f"from 0 too (patch {p} is row {r}, column {c}); {token}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from vit_core.render.style import FONT_SIZE, colorbar, font, layout, log_ticks, safe_colorscale
+from vit_core.render.style import FONT_SIZE, INK, colorbar, font, layout, log_ticks, safe_colorscale
 
 CHANNEL_COLOURS = ("#dc2626", "#16a34a", "#2563eb")
 LEGEND_TOP = dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")
@@ -104,10 +104,21 @@ def similarity_tile(tile: np.ndarray, row: int, col: int, title: str, zmin: floa
 
 def similarity_by_distance(dist: np.ndarray, means: np.ndarray,
                            title: str = "Mean similarity against distance on the grid",
-                           font_size: int = FONT_SIZE) -> go.Figure:
-    """One dot per grid distance: the mean similarity of all pairs of positions that far apart."""
+                           font_size: int = FONT_SIZE, counts: np.ndarray | None = None) -> go.Figure:
+    """One dot per grid distance: the mean similarity of all pairs of positions that far apart.
+
+    With ``counts`` (pairs per distance) the dot's area shows how many pairs it averages, and the
+    hover says so: the few far-apart pairs (corners) then look as thin as they are.
+    """
+    if counts is None:
+        marker, custom, hover = dict(size=12, color="#0d9488"), None, ""
+    else:
+        c = np.asarray(counts, np.float64)
+        marker = dict(size=5 + 25 * np.sqrt(c / max(1.0, c.max())), color="#0d9488", line=dict(width=1, color=INK),
+                      sizemode="diameter")
+        custom, hover = c.astype(int), "<br>%{customdata:,} pairs"
     return go.Figure(
-        data=[go.Scatter(x=dist, y=means, mode="markers", marker=dict(size=12, color="#0d9488"),
-                         hovertemplate="distance %{x} cells<br>mean cos %{y:.3f}<extra></extra>")],
+        data=[go.Scatter(x=dist, y=means, mode="markers", marker=marker, customdata=custom,
+                         hovertemplate="distance %{x:.2f} cells<br>mean cos %{y:.3f}" + hover + "<extra></extra>")],
         layout=layout(font_size, title, height=360, xaxis=dict(title="distance (grid cells)"),
                       yaxis=dict(title="mean cosine similarity")))

@@ -145,6 +145,17 @@ def draw_grid(image: np.ndarray, patch: int, highlight: int | None = None, color
     return np.asarray(pil)
 
 
+def outline_cell(image: np.ndarray, index: int, gw: int, cell: int, color=(0, 255, 255),
+                 width: int = 4) -> np.ndarray:
+    """The image with grid cell ``index`` (row-major on a grid ``gw`` cells wide, ``cell`` px each)
+    outlined, nothing else changed (the query patch on an attention map)."""
+    pil = Image.fromarray(image).convert("RGB")
+    r, c = divmod(int(index), gw)
+    ImageDraw.Draw(pil).rectangle([c * cell, r * cell, (c + 1) * cell - 1, (r + 1) * cell - 1], outline=color,
+                                  width=width)
+    return np.asarray(pil)
+
+
 def mosaic(tiles: np.ndarray, cols: int, pad: int = 2, fill: int = 255) -> np.ndarray:
     """Lay out tiles (n, h, w, 3) uint8 on a grid with `cols` columns and a white gap."""
     n, h, w = tiles.shape[:3]

@@ -110,3 +110,18 @@ def log_ticks(values: list[int], keep: int, min_gap: float = 0.2) -> list[int]:
         if all(abs(math.log10(v) - math.log10(c)) >= min_gap for c in chosen):
             chosen.append(v)
     return sorted(chosen)
+
+
+# --- presentation mode: a page's first figure above the fold of a 1280 x 720 projector -----------
+# The fixed control bar and the page's top padding take the first ~100 px, the page title ~100 px:
+# a first figure placed beside the introduction (not under it) has this much height to stay on screen.
+FOLD_PX = 440
+
+
+def fit_width(width: int, height: int, max_height: int = FOLD_PX, max_width: int | None = None) -> int:
+    """The display width (px) at which a ``width`` x ``height`` picture is at most ``max_height`` tall
+    and, if given, ``max_width`` wide (never enlarged beyond ``max_width``)."""
+    w = max_height * width / max(1, height)
+    if max_width is not None:
+        w = min(w, max_width)
+    return max(1, int(w))

@@ -27,10 +27,17 @@ def map_overlay(a: Analysis, m: np.ndarray, cmap: str = "inferno", alpha: float 
 
 
 def query_overlay(a: Analysis, layer: int, head: str, query: int, cmap: str, alpha: float) -> np.ndarray:
-    """Where token ``query`` looks in ``layer`` (0-based): one head ("1".."h") or their "mean"."""
+    """Where token ``query`` looks in ``layer`` (0-based): one head ("1".."h") or their "mean";
+    the query patch itself outlined in cyan (as on the picker beside it)."""
     qmaps = attention_views.query_maps(a, layer, query)  # (h, gh, gw)
     m = qmaps.mean(0) if head == "mean" else qmaps[int(head) - 1]
-    return figures.overlay(figures.upscale_to(a.image), m, cmap, alpha)
+    big = figures.upscale_to(a.image)
+    out = figures.overlay(big, m, cmap, alpha)
+    n = a.num_prefix_tokens
+    if query >= n:
+        cell = big.shape[1] // a.grid[1]
+        out = figures.outline_cell(out, query - n, a.grid[1], cell, width=max(3, cell // 8))
+    return out
 
 
 def query_strip(a: Analysis, layer: int, query: int, cmap: str, alpha: float, tile: int) -> np.ndarray:
