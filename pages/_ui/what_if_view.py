@@ -101,11 +101,13 @@ def truth_section(v: View) -> None:
                 "image and reveal them in that order. A faithful map makes the deletion curve fall fast "
                 "(small area) and the insertion curve rise fast (large area). A random order is the bar to beat.")
     params = count_params(v.ctx.loaded.model)
-    if not st.toggle("Run the checks", value=params < 5e6, key="wi_truth", bind="query-params",
-                     help="On by default for small models; large ones take minutes on a CPU."):
-        st.info(f"Switched off for this model ({params / 1e6:.0f}M parameters): the checks run 4 maps x 33 "
-                f"forward passes and {v.L + 2} re-initialised copies of the model with a backward pass each, "
-                "minutes on a CPU. The results stay cached for this image once computed.")
+    # Off until asked: a class walking the pages should not pay for 4 x 33 forward passes each.
+    if not st.toggle("Run the checks", value=False, key="wi_truth", bind="query-params",
+                     help="Seconds for the bundled model; minutes on a CPU for ViT-B. Shared by every "
+                          "student looking at the same image once computed."):
+        st.caption(f"Switch on to run them on your image: 4 maps x {2 * 16 + 1} forward passes and "
+                   f"{v.L + 2} re-initialised copies of this {params / 1e6:.1f}M-parameter model with a "
+                   "backward pass each.")
         return
     c1, c2 = st.columns(2)
     steps = int(c1.slider("Steps", 4, 48, 16, 4, key="wi_steps", bind="query-params"))
@@ -113,11 +115,9 @@ def truth_section(v: View) -> None:
                          key="wi_ins_base", bind="query-params")
     methods = list(faithfulness.METHODS) + ["random"]
     res = {}
-    with st.status("Deleting and inserting patches…", expanded=False) as status:
+    with st.spinner(f"Deleting and inserting patches: {len(methods)} maps x {2 * steps} images…"):
         for m in methods:
-            status.update(label=f"Deleting and inserting: {NAMES[m]}…")
             res[m] = cache.wi_deletion(v.ctx.spec, v.ctx.sha, m, steps, start, v.ctx.image_bytes)
-        status.update(label=f"Deletion and insertion: {len(methods)} maps x {2 * steps} images", state="complete")
     fr = res["random"].fractions
     for col, kind in zip(st.columns(2), ("deletion", "insertion")):
         with col:
@@ -162,6 +162,8 @@ def patch_section(v: View) -> None:
     st.subheader("Follow one patch")
     st.markdown("Pick a patch and a layer: whom the patch attends to, who attends to it, which tokens it "
                 "resembles, how large its token has grown, and what the classifier would read from it.")
+    if not st.toggle("Follow a patch", value=False, key="wi_follow", bind="query-params"):
+        return
     a, n, N, L, (gh, gw) = v.a, v.n, v.N, v.L, v.grid
     clamp_state("wi_patch", 0, N - 1)
     clamp_state("wi_layer", 1, L)

@@ -30,7 +30,7 @@ def hidden_line(at: AppTest) -> str:
 
 
 def test_sample_every_section(monkeypatch):
-    at = run("what_if")
+    at = run("what_if", wi_truth="true", wi_follow="true")
     a, loaded = shown(at)
     spec, sha, data = loaded.spec, *_sample(at)
     names, pred = loaded.class_names, int(a.probs.argmax())
@@ -99,7 +99,7 @@ def _sample(at: AppTest) -> tuple[str, bytes]:
 
 def test_deep_link_restores_the_view():
     """Bound widgets with a format_func carry the label shown in the URL (Streamlit's choice)."""
-    at = run("what_if", wi_hide="top-k of a map vs k random", wi_k="7", wi_mode="random noise",
+    at = run("what_if", wi_truth="true", wi_follow="true", wi_hide="top-k of a map vs k random", wi_k="7", wi_mode="random noise",
              wi_shuf_pos="all the same (their mean)", wi_size="288", wi_patch="20", wi_layer="2",
              wi_head="head 1", wi_rand_method="attention rollout", wi_steps="8")
     assert at.radio(key="wi_hide").value == "topk" and at.slider(key="wi_k").value == 7
@@ -139,7 +139,7 @@ def test_upload():
 
 def test_the_printed_code_runs(tmp_path):
     """Each 'Data & code' snippet is valid, runs against vit_core and prints its numbers."""
-    at = run("what_if")
+    at = run("what_if", wi_truth="true", wi_follow="true")
     snippets = [c.value for c in at.code if c.value.startswith("from vit_core.io import images, loading")]
     assert len(snippets) >= 12
     cwd = os.getcwd()
@@ -174,7 +174,7 @@ def test_unusual_models(tmp_path, monkeypatch, kind):
     spec = _tiny(tmp_path, kind, **cfg)
     monkeypatch.setattr(sidebar, "model_choices", lambda: [(spec, f"tiny {kind}")])
     monkeypatch.setattr(sidebar, "default_spec", lambda: spec)
-    at = run("what_if")
+    at = run("what_if", wi_follow="true")
     body = text(at)
     assert "Token norms after block 2" in body
     if kind == "features":
@@ -190,7 +190,7 @@ def test_presentation_mode_enlarges_every_chart():
     """?present=1: the charts' smallest text (ticks, legends, colour bars) is 24 px, as on the other pages."""
     import json
 
-    at = run("what_if", present="1")
+    at = run("what_if", present="1", wi_truth="true", wi_follow="true")
     specs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     assert {"wi_top5_hidden", "wi_deletion", "wi_insertion", "wi_rand_corr", "wi_traj", "wi_lens"} <= set(specs)
     for key, spec in specs.items():
