@@ -18,9 +18,11 @@ def server():
         yield base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium through Playwright (never a downloaded browser)."""
+    """Debian's Chromium through Playwright (never a downloaded browser). Per module: Playwright's
+    sync API keeps an event loop running in this thread while it is open, which breaks the next
+    module's own sync_playwright() and any asyncio.run() in the load tests."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM:
         pytest.skip("chromium is not installed (apt-get install chromium)")

@@ -239,7 +239,10 @@ class VisionTransformer(nn.Module):
         if tuple(grid) == self.cfg.grid_size:
             return self.pos_embed
         prefix = 0 if self.cfg.no_embed_class else self.num_prefix_tokens
-        from timm.layers import resample_abs_pos_embed  # imports torchvision (~1.7 s): only when resizing
+        from vit_core import LAZY_IMPORTS
+
+        with LAZY_IMPORTS:
+            from timm.layers import resample_abs_pos_embed  # imports torchvision (~1.7 s): only when resizing
 
         return resample_abs_pos_embed(
             self.pos_embed, new_size=list(grid), old_size=list(self.cfg.grid_size), num_prefix_tokens=prefix

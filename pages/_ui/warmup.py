@@ -75,7 +75,10 @@ def precompute_gallery() -> None:
         from pages._ui.site import sample_names
 
         try:
-            import timm  # noqa: F401  (ImageNet and random: models need it; import it off the page path)
+            from vit_core import LAZY_IMPORTS
+
+            with LAZY_IMPORTS:  # sessions that need timm meanwhile wait here, not in a half-done import
+                import timm  # noqa: F401  (ImageNet and random: models need it; off the page path)
 
             spec = sidebar.default_spec()
             cache.get_model(spec)

@@ -62,7 +62,7 @@ def test_plan_reads_both_pipelines_alike():
 def test_bundled_model_loads_without_torchvision():
     """The start-up path (bundled model, one analysis) must not import torchvision or timm: that
     import alone costs ~1.7 s of the 5 s start-up budget."""
-    code = ("import sys; from vit_core import loading, explain, images; from PIL import Image;"
+    code = ("import sys; from vit_core.io import loading, images; from vit_core.analysis import explain; from PIL import Image;"
             "lm = loading.load_model('bundled:shapes-vit');"
             "explain.analyze(lm.model, lm.transform, lm.data_config, Image.new('RGB', (300, 200)));"
             "print(sorted(m for m in ('timm', 'torchvision', 'torch._dynamo', 'sympy') if m in sys.modules))")

@@ -25,6 +25,8 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
+from vit_core import LAZY_IMPORTS
+
 Progress = Callable[[float, str], None]
 
 CHUNK = 1 << 16
@@ -82,7 +84,8 @@ def data_root() -> Path:
 
 
 def _tv_class(name: str):
-    from torchvision import datasets
+    with LAZY_IMPORTS:
+        from torchvision import datasets
 
     return getattr(datasets, DATASETS[name].folder)
 
@@ -147,7 +150,8 @@ def _fetch(url: str, dest: Path, progress: Progress | None, done_mb: float, tota
 
 def download(name: str, root: Path | None = None, progress: Progress | None = None) -> Path:
     """Download and unpack ``name`` under ``root`` where torchvision expects it."""
-    from torchvision.datasets.utils import check_integrity, extract_archive
+    with LAZY_IMPORTS:
+        from torchvision.datasets.utils import check_integrity, extract_archive
 
     spec = DATASETS[name]
     root = Path(root or data_root())

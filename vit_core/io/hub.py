@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 from tqdm.std import tqdm as _tqdm
 
+from vit_core import LAZY_IMPORTS
+
 Progress = Callable[[float, str], None]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -199,8 +201,10 @@ def fix_hint(name: str) -> str:
 
 def check_supported(m: nn.Module, name: str) -> None:
     """Refuse timm models whose computation our VisionTransformer does not mirror exactly."""
-    from timm.layers import Attention, Mlp
-    from timm.models.vision_transformer import Block, VisionTransformer as TimmViT
+    with LAZY_IMPORTS:
+        from timm.layers import Attention, Mlp
+    with LAZY_IMPORTS:
+        from timm.models.vision_transformer import Block, VisionTransformer as TimmViT
 
     problems = [f"it is a {type(m).__name__}"] if type(m) is not TimmViT else []
     if not problems:
@@ -224,8 +228,9 @@ def check_supported(m: nn.Module, name: str) -> None:
 @functools.lru_cache(maxsize=64)
 def timm_cfg(name: str):
     """Validate a timm name (architecture and tag) with no weights and no network; its pretrained cfg."""
-    import timm
-    from timm.models import get_pretrained_cfg, is_model_in_modules, list_pretrained, split_model_name_tag
+    with LAZY_IMPORTS:
+        import timm
+        from timm.models import get_pretrained_cfg, is_model_in_modules, list_pretrained, split_model_name_tag
 
     if not timm.is_model(name):
         raise ValueError(f"Unknown timm model {name!r}. Plain timm ViTs work, e.g. {EXAMPLES}.")
@@ -261,7 +266,8 @@ def refuse_unsafe(path: Path) -> None:
 def create_timm(name: str, path: Path | None) -> nn.Module:
     """timm's model with random init (path None) or the weights in ``path``, through timm's own
     pretrained-file loading (so its checkpoint filters run); never the network."""
-    import timm
+    with LAZY_IMPORTS:
+        import timm
 
     if path is None:
         return timm.create_model(name, pretrained=False)
@@ -317,7 +323,8 @@ def timm_status(name: str) -> tuple[str, float | None, str]:
 
 def imagenet_class_names(m: nn.Module) -> list[str]:
     """Readable class names ("golden retriever") from timm's ImageNetInfo; [] when headless."""
-    from timm.data import ImageNetInfo, infer_imagenet_subset
+    with LAZY_IMPORTS:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
 
     n = m.num_classes
     if not n:

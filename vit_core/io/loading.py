@@ -38,6 +38,8 @@ from vit_core.io.hub import ModelUnavailable, is_online
 from vit_core.model import ViTConfig, VisionTransformer, count_params
 from vit_core.io.transforms import eval_transform
 
+from vit_core import LAZY_IMPORTS
+
 FORMAT = "vit-explainer/1"
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 SPEC_HELP = ("Accepted specs: 'timm:<name>' (a plain timm ViT, e.g. timm:vit_base_patch16_224.augreg2_in21k_ft_in1k), "
@@ -137,7 +139,8 @@ def _finish(model: VisionTransformer, data_config: dict, class_names: list[str],
 
 
 def _load_timm(name: str, spec: str, weights, pretrained: bool, progress) -> LoadedModel:
-    from timm.data import resolve_data_config
+    with LAZY_IMPORTS:
+        from timm.data import resolve_data_config
 
     m, source, where = hub.build_timm(name, weights, pretrained, progress)
     ours = _from_timm(m, name)

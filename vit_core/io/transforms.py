@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vit_core import LAZY_IMPORTS
+
 
 class InterpolationMode(enum.Enum):
     """The interpolation names timm's data configs use (torchvision's enum values)."""
@@ -122,7 +124,8 @@ def eval_transform(data_config: dict):
             and interp in InterpolationMode._value2member_map_):
         return Compose([Resize(math.floor(h / crop_pct), InterpolationMode(interp)), CenterCrop(h),
                         ToTensor(), Normalize(data_config["mean"], data_config["std"])])
-    from timm.data import create_transform  # imports torchvision: slow, so only when needed
+    with LAZY_IMPORTS:
+        from timm.data import create_transform  # imports torchvision: slow, so only when needed
 
     return create_transform(**data_config, is_training=False)
 
