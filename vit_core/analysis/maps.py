@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from vit_core.io.loading import class_name
 from vit_core.model import VisionTransformer, ViTTrace
 
 _FUSIONS = ("mean", "max", "min")
@@ -280,8 +281,8 @@ def topk(probs: torch.Tensor, k: int, class_names: Sequence[str] | None = None) 
     """The k most probable classes as (name, probability), most probable first."""
     p = _out(probs).flatten()  # (C,)
     vals, idx = p.topk(min(k, p.numel()))
-    names = class_names if class_names is not None else [f"class {i}" for i in range(p.numel())]
-    return [(str(names[i]), float(v)) for v, i in zip(vals.tolist(), idx.tolist())]
+    names = class_names if class_names is not None else []
+    return [(class_name(names, i), float(v)) for v, i in zip(vals.tolist(), idx.tolist())]
 
 
 __all__ = [
