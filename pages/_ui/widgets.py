@@ -1,7 +1,9 @@
 """Small widgets every page uses: the header (with the lecture chrome), PNG downloads, the code box."""
 from __future__ import annotations
 
+import functools
 import inspect
+import threading
 
 import streamlit as st
 
@@ -29,12 +31,24 @@ def png_button(img, filename: str, key: str, label: str = "Download PNG") -> Non
                        on_click="ignore")
 
 
+_SOURCE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=256)
+def _source(obj) -> str:
+    # One thread at a time, once per object: inspect.getsource parses the whole module with `ast`
+    # for a class, and CPython 3.11's ast raised "AST constructor recursion depth mismatch" when
+    # a class of students opened the Train page at once.
+    with _SOURCE_LOCK:
+        return inspect.getsource(obj)
+
+
 def code_box(*objs) -> None:
-    """'In the code': the vit_core source that computed this page, read at run time."""
+    """'In the code': the vit_core source that computed this page, read once per process."""
     with st.expander("In the code", expanded=False):
         for obj in objs:
             st.caption(f"{obj.__module__}.{obj.__qualname__}")
-            st.code(inspect.getsource(obj), language="python")
+            st.code(_source(obj), language="python")
 
 
 def clamp_state(key: str, lo, hi) -> None:
