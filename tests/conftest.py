@@ -30,3 +30,11 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The bundled Shapes ViT (offline), loaded once for the whole run."""
+    from vit_core.io import loading
+
+    return loading.load_model("bundled:shapes-vit")

@@ -5,17 +5,15 @@ the same cached Analysis, then the main widgets are moved and the shown numbers 
 """
 from __future__ import annotations
 
-import io
 import re
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import sidebar
-from tests.support.apptest import rerun, run, shown
+from tests.support.apptest import rerun, run, shown, square_png
 from vit_core.analysis import maps
 from vit_core.analysis import attention_views
 from vit_core.analysis import explain
@@ -162,21 +160,13 @@ def test_prediction_k_slider():
 
 
 # --- uploads ---------------------------------------------------------------------------------
-def _png(color) -> bytes:
-    buf = io.BytesIO()
-    img = Image.new("RGB", (300, 200), "white")
-    img.paste(Image.new("RGB", (120, 120), color), (90, 40))
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("page", ["self_attention", "attention", "prediction"])
 def test_uploaded_and_bad_images(page):
     at = run(page)
     before = text(at)
     at.radio(key="source").set_value("Upload")
     rerun(at)
-    at.sidebar.file_uploader[0].set_value(("red.png", _png("red"), "image/png"))
+    at.sidebar.file_uploader[0].set_value(("red.png", square_png("red"), "image/png"))
     rerun(at)
     assert not at.error and text(at) != before
     at.sidebar.file_uploader[0].set_value(("broken.png", b"not an image at all", "image/png"))

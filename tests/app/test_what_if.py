@@ -11,11 +11,10 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import cache, sidebar
-from tests.support.apptest import ROOT, rerun, run, shown
+from tests.support.apptest import ROOT, rerun, run, shown, square_png
 from vit_core.analysis import faithfulness
 
 
@@ -112,20 +111,12 @@ def test_deep_link_restores_the_view():
     assert at.multiselect(key="wi_masked").value == [3, 17] and hidden_line(at).startswith("2 of 196")
 
 
-def _png(color) -> bytes:
-    buf = io.BytesIO()
-    img = Image.new("RGB", (300, 200), "white")
-    img.paste(Image.new("RGB", (120, 120), color), (90, 40))
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_upload():
     at = run("what_if")
     before = text(at)
     at.radio(key="source").set_value("Upload")
     rerun(at)
-    at.sidebar.file_uploader[0].set_value(("red.png", _png("red"), "image/png"))
+    at.sidebar.file_uploader[0].set_value(("red.png", square_png("red"), "image/png"))
     rerun(at)
     assert not at.error and text(at) != before
     assert hidden_line(at).startswith("0 of 196 patches hidden")

@@ -1,7 +1,10 @@
 """AppTest helpers shared by the page suites: run a page, rerun it, and read what it showed."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from PIL import Image
 
 from streamlit.testing.v1 import AppTest
 
@@ -30,3 +33,12 @@ def shown(at: AppTest):
     spec, name = at.selectbox(key="model").value, at.selectbox(key="sample").value
     data = (SAMPLES / name).read_bytes()
     return cache.get_analysis(spec, images.image_sha256(data), data), cache.get_model(spec)
+
+
+def square_png(color) -> bytes:
+    """A 300 x 200 PNG upload: a coloured square on white."""
+    buf = io.BytesIO()
+    img = Image.new("RGB", (300, 200), "white")
+    img.paste(Image.new("RGB", (120, 120), color), (90, 40))
+    img.save(buf, format="PNG")
+    return buf.getvalue()

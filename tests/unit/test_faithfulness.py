@@ -13,15 +13,9 @@ import torch
 
 from vit_core.analysis import faithfulness as fa, interventions as iv
 from vit_core.data.shapes import ShapesConfig, generate
-from vit_core.io import loading
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 777_001
-
-
-@pytest.fixture(scope="module")
-def bundled():
-    return loading.load_model("bundled:shapes-vit")
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,10 @@ from PIL import Image
 
 from vit_core.analysis import explain, interventions as iv, maps, patch_life
 from vit_core.data.shapes import ShapesConfig, generate
-from vit_core.io import loading
 from vit_core.model import VisionTransformer
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 777_001  # never used for training (0..), validation (10_000) or the model card (20_000+)
-
-
-@pytest.fixture(scope="module")
-def bundled():
-    return loading.load_model("bundled:shapes-vit")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.support import tiny
 from vit_core.analysis import explain
 from vit_core.render import handout
 from vit_core.analysis import lecture as lec
@@ -105,16 +106,7 @@ def test_history_is_in_order_and_complete():
 
 @pytest.fixture(scope="module")
 def tiny_analysis():
-    torch.manual_seed(0)
-    cfg = ViTConfig(img_size=48, patch_size=8, embed_dim=24, depth=3, num_heads=3, num_classes=6)
-    model = VisionTransformer(cfg).eval()
-
-    def transform(img: Image.Image) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(img.convert("RGB").resize((48, 48)), np.float32) / 255)
-        return (x.permute(2, 0, 1) - 0.5) / 0.5
-
-    img = Image.fromarray((np.random.default_rng(0).random((60, 60, 3)) * 255).astype(np.uint8))
-    a = explain.analyze(model, transform, {"mean": (0.5,) * 3, "std": (0.5,) * 3}, img)
+    a, model = tiny.tiny_analysis(48, 3, 60, 6)
     return a, explain.model_figures(model)
 
 

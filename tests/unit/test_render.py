@@ -20,6 +20,7 @@ from PIL import Image
 from vit_core.analysis import attention_views, explain, lecture, patches
 from vit_core.model import ViTConfig, VisionTransformer
 from vit_core.render import charts, drawing, figures, lecture_charts, views
+from tests.support.tiny import tiny_analysis
 
 DARK = {"#000", "#000000", "#111", "#111111", "black"}
 
@@ -223,16 +224,7 @@ def test_mosaic_pitch_matches_the_drawing(grid, tile):
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    cfg = ViTConfig(img_size=32, patch_size=8, embed_dim=24, depth=2, num_heads=3, num_classes=4)
-    model = VisionTransformer(cfg).eval()
-
-    def transform(img: Image.Image) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(img.convert("RGB").resize((32, 32)), np.float32) / 255)
-        return (x.permute(2, 0, 1) - 0.5) / 0.5
-
-    img = Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8))
-    return explain.analyze(model, transform, {"mean": (0.5,) * 3, "std": (0.5,) * 3}, img)
+    return tiny_analysis(32, 2, 40, 4)[0]
 
 
 def test_head_softmax_is_what_the_model_computed(tiny):
