@@ -144,7 +144,9 @@ def distance_chart(spec: str, sha: str, renorm: bool, _a):
 # --- figures and encoded images, shared by every student looking at the same view --------------
 @st.cache_resource(show_spinner=False, max_entries=512)
 def _chart(kind: str, key: tuple, _build, _args, _kwargs) -> go.Figure:
-    return _build(*_args, **_kwargs)
+    fig = _build(*_args, **_kwargs)
+    fig._vit_key = (kind, key)  # lets plotly_chart replay it (underscore: plotly allows the attribute)
+    return fig
 
 
 def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwargs) -> go.Figure:
@@ -155,6 +157,28 @@ def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwarg
     build, which a class of 100 would otherwise pay on every page run.
     """
     return _chart(kind, key, build, args, kwargs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _drawn(kind: str, key: tuple, st_key: str | None, options: str, _fig: go.Figure, _kwargs: dict) -> None:
+    st.plotly_chart(_fig, key=st_key, **_kwargs)
+
+
+def plotly_chart(fig: go.Figure, *, key: str | None = None, **kwargs) -> None:
+    """``st.plotly_chart(fig, key=key, **kwargs)``, sent as the element Streamlit made the first time.
+
+    For a figure from :func:`chart` (shared, never changed afterwards), st.plotly_chart would copy
+    the figure to a dict, serialise it to JSON and hash that JSON on every run of every student
+    (about 5 ms for one of our charts; a page has several). Drawn inside a cached function instead,
+    Streamlit records the element once and replays the recorded message on later runs (its
+    documented replay of elements in cached functions). Charts that are widgets (``on_select``)
+    and figures built elsewhere take the ordinary path.
+    """
+    ck = getattr(fig, "_vit_key", None)
+    if ck is None or kwargs.get("on_select", "ignore") != "ignore":
+        st.plotly_chart(fig, key=key, **kwargs)
+        return
+    _drawn(ck[0], ck[1], key, repr(sorted(kwargs.items())), fig, kwargs)
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)

@@ -158,15 +158,58 @@ class SharedLRU:
                 self._bytes -= self._items.pop(key)[1]
             self._items[key] = (value, size)
             self._bytes += size
+            freed = 0
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, (_, s) = self._items.popitem(last=False)
                 self._bytes -= s
+                freed += s
                 self.evictions += 1
+        if freed:
+            release_freed(freed)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+
+# --- returning freed memory to the system -------------------------------------------------------
+# glibc gives each thread that contends for the heap an arena of its own (up to 8 per core), and
+# every student's session runs its script in a thread of its own: a class of 100 leaves many
+# arenas, each holding freed analyses that the process never returns. Two arenas, and a trim
+# after the cache has dropped a few hundred MB, keep the server's memory near what it holds.
+_M_ARENA_MAX = -8
+_TRIM_EVERY = 256 * 2**20
+_freed_since_trim = 0
+_trim_lock = threading.Lock()
+
+
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Caps glibc's malloc arenas for this process (a server setting: call once at start-up)."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def release_freed(freed: int) -> None:
+    """Counts bytes the caches dropped; past ``_TRIM_EVERY``, hands free heap back (malloc_trim)."""
+    global _freed_since_trim
+    with _trim_lock:
+        _freed_since_trim += freed
+        if _freed_since_trim < _TRIM_EVERY:
+            return
+        _freed_since_trim = 0
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _env_int(name: str, default: int) -> int:

@@ -230,9 +230,7 @@ def nav_bar(page) -> None:
                        "<div class='vx-keys' style='font-size:0.62rem;line-height:1.1'>PageDown scrolls, "
                        "then moves on · → ←</div></div>", unsafe_allow_html=True)
         with c_qr, st.container(key="_present_qr"):
-            with st.popover("QR", icon=":material/qr_code_2:", width="stretch",
-                            help="A link and QR code for the audience"):
-                share_box(page, large=True)
+            share_box(page, large=True)
         with c_exit:
             st.button("Exit", key="_present_exit", on_click=_set_present, args=(False,), width="stretch")
         with c_next:
@@ -311,26 +309,43 @@ def _is_local(url: str) -> bool:
 
 @st.fragment
 def share_box(page, large: bool = False) -> None:
-    """The link to this exact view (page, image, model, widget values) and its QR code.
+    """A "Share this view" popover: the link to this exact view (page, image, model, widget values)
+    and its QR code.
 
-    A fragment with its own refresh button: widgets inside other fragments change the URL
-    without rerunning the page, so the link drawn on the last full run can be behind.
+    The popover's content is drawn only while it is open (``on_change="rerun"`` reruns just this
+    fragment): a class of 100 runs every page many times and almost never opens it, and the QR
+    image, the link and the address box cost a media file and four elements per run otherwise.
+    Being a fragment, its refresh button also catches up with widgets in other fragments, which
+    change the URL without a full rerun.
     """
-    st.button("Update to the current view", key=f"_share_refresh_{int(large)}", icon=":material/refresh:",
-              type="tertiary")
-    override = st.session_state.get("_share_base", "")
-    url = share_url(page, override)
-    st.image(qr_png(url, scale=12 if large else 6), width=420 if large else 220,
-             caption="Scan to open this view")
-    st.code(url, language=None, wrap_lines=True)
-    if _is_local(url):
-        lan = _lan_address()
-        port = urlsplit(url).port or 8501
-        hint = f" for example `http://{lan}:{port}`" if lan else ""
-        st.caption("This address only works on this computer. For phones in the room, start the app with "
-                   f"`--server.address 0.0.0.0` and type the address students can reach{hint}:")
-    st.text_input("Address for the audience (optional)", key="_share_base",
-                  placeholder="http://192.168.1.20:8501", help="Replaces the scheme, host and port of the link.")
+    pop = st.popover("QR" if large else "Share this view", icon=":material/qr_code_2:", width="stretch",
+                     key=f"_share_open_{int(large)}", on_change="rerun",
+                     help="A link and QR code for the audience" if large else None)
+    if not pop.open:
+        return
+    with pop:
+        st.button("Update to the current view", key=f"_share_refresh_{int(large)}", icon=":material/refresh:",
+                  type="tertiary")
+        override = st.session_state.get("_share_base", "")
+        url = share_url(page, override)
+        st.image(qr_png(url, scale=12 if large else 6), width=420 if large else 220,
+                 caption="Scan to open this view")
+        st.code(url, language=None, wrap_lines=True)
+        if _is_local(url):
+            lan = _lan_address()
+            port = urlsplit(url).port or 8501
+            hint = f" for example `http://{lan}:{port}`" if lan else ""
+            st.caption("This address only works on this computer. For phones in the room, start the app with "
+                       f"`--server.address 0.0.0.0` and type the address students can reach{hint}:")
+        # The box exists only while the popover is open, and Streamlit drops a widget's state when it
+        # is not drawn: the address is kept under a key of its own.
+        st.text_input("Address for the audience (optional)", value=override, key="_share_base_in",
+                      on_change=_keep_base, placeholder="http://192.168.1.20:8501",
+                      help="Replaces the scheme, host and port of the link.")
+
+
+def _keep_base() -> None:
+    st.session_state["_share_base"] = st.session_state.get("_share_base_in", "")
 
 
 # --- handout --------------------------------------------------------------------------------
@@ -371,7 +386,7 @@ def lecture_chrome(ctx=None) -> None:
                      "Previous/Next bar. PageDown scrolls the page and moves on at its end (what a "
                      "clicker sends); → and ← change page at once. Same as adding ?present=1 to the URL.")
     if not present:  # presentation mode has its own QR button in the top bar
-        with side.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
+        with side:
             share_box(page)
     if ctx is not None:
         handout_button(ctx, side)

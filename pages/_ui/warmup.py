@@ -11,7 +11,10 @@
    collection walks all of them (0.3-0.8 s on the 2-core server), and Streamlit used to run one
    after every page run of every student (``runner.postScriptGC``, now off in config.toml). Frozen
    objects are never walked again; what pages create later is still collected as usual.
-3. Starts one background thread that analyses the bundled sample images on the default model,
+3. Caps glibc's malloc arenas (``heavy.limit_malloc_arenas``): every session's script thread
+   would otherwise grow an arena of its own that keeps freed analyses (measured below in
+   BENCHMARKS "Lecture hall": the upload class's memory).
+4. Starts one background thread that analyses the bundled sample images on the default model,
    so that the lecturer's link (a sample, the default model) is instant for the whole room.
 """
 from __future__ import annotations
@@ -28,6 +31,8 @@ import plotly.io
 import plotly.tools
 import PIL.Image
 import segno  # noqa: F401  (the QR code of the share box)
+
+from pages._ui import heavy
 
 
 def _touch_plotly() -> None:
@@ -53,6 +58,7 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+heavy.limit_malloc_arenas()
 _touch_plotly()
 _touch_imaging()
 freeze_heap()

@@ -148,6 +148,9 @@ def test_normal_mode_has_no_presentation_css_and_offers_share_and_handout():
     at.button(key="_present_exit").click()
     at.run()
     assert "present" not in at.query_params and present.CSS_MARKER not in _html(at)
+    assert not at.get("image") and not at.code  # the share popover is closed: nothing drawn in it
+    at.session_state["_share_open_0"] = True  # the student opens "Share this view"
+    at.run()
     imgs = at.get("image")
     assert imgs  # the QR code
     codes = [c.value for c in at.code]
@@ -188,3 +191,19 @@ def test_share_url_drops_presentation_mode():
         present.st.query_params = orig
     assert url == "http://192.168.1.5:8501/history?sample=a+b.png&att_layer=3"
     assert present.qr_png(url)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_share_popover_draws_only_when_open_and_keeps_the_typed_address():
+    at = run("history")
+    assert not at.code  # closed: no link, no QR code, no address box
+    at.session_state["_share_open_0"] = True
+    at.run()
+    at.text_input(key="_share_base_in").set_value("192.168.1.7:8501").run()
+    assert any(c.value.startswith("http://192.168.1.7:8501/history") for c in at.code)
+    at.session_state["_share_open_0"] = False  # closed: the box is gone, the address is not
+    at.run()
+    assert not at.code
+    at.session_state["_share_open_0"] = True
+    at.run()
+    assert at.text_input(key="_share_base_in").value == "192.168.1.7:8501"
+    assert any(c.value.startswith("http://192.168.1.7:8501/history") for c in at.code)

@@ -217,8 +217,8 @@ def test_the_form_plans_runs_without_the_page():
     assert quick.vit == dataclasses.replace(LAYOUTS["quick"][1], num_classes=10) and quick.max_seconds == 60
     assert quick.snapshot_every == quick.eval_every == 25 and quick.num_threads is None
     demo = plans.config_for(plans.Choices(layout="bundled", seconds=None, epochs=2, shapes_set=1000))
-    assert (demo.lr, demo.shift_px, demo.train_size) == (PRESETS["shapes-demo"].lr, 16, 1000)
-    assert demo.max_seconds is None and demo.max_steps == math.ceil(2 * 1000 / PRESETS["shapes-demo"].batch_size)
+    assert (demo.lr, demo.shift_px, demo.train_size) == (PRESETS["shapes-demo-base"].lr, 16, 1000)
+    assert demo.max_seconds is None and demo.max_steps == math.ceil(2 * 1000 / PRESETS["shapes-demo-base"].batch_size)
     z = plans.Choices(data="zip", zip_images=100, num_classes=2, epochs=1, seconds=None, batch_size=8)
     assert plans.epoch_images(z) == 80 and plans.steps_for(z) == 10 and plans.config_for(z).val_size == 10_000
     assert not plans.config_for(plans.Choices(data="mnist")).augment

@@ -9,9 +9,11 @@ rebuilds the bundled model this way (``--preset shapes-demo``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,6 +21,36 @@ from vit_core.training import store
 from vit_core.training.config import PRESETS, get_preset
 from vit_core.training.loop import run
 from vit_core.training.sources import DATA_SOURCES
+
+
+BUILD = Path("build")  # where stage presets (``init_from="preset:NAME"``) are trained and kept
+
+
+def stage_weights(name: str, log) -> str:
+    """The weights of preset ``name``: ``build/NAME`` when it holds exactly that preset's finished
+    run (same config), else trained there now. Returns the .safetensors path."""
+    cfg = PRESETS[name]
+    out = BUILD / name
+    meta = out / "model.json"
+    if meta.exists():
+        rec = json.loads(meta.read_text()).get("meta", {})
+        if rec.get("train_config") == json.loads(json.dumps(cfg.to_dict())) and rec.get("reason") == "finished":
+            log(f"stage {name}: reusing {out}")
+            return str(out / "model.safetensors")
+    log(f"stage {name}: training it first into {out}")
+    data = DATA_SOURCES[cfg.dataset](with_base(cfg, log))
+    done = run(with_base(cfg, log), log=log, data=data)
+    if done.reason != "finished":
+        raise SystemExit(f"stage {name} ended: {done.reason}")
+    store.save_run(out, done.model, cfg, data.classes, done, preset=name)
+    return str(out / "model.safetensors")
+
+
+def with_base(cfg, log):
+    """``cfg`` with a ``preset:NAME`` init_from replaced by that stage's weights file."""
+    if cfg.init_from and cfg.init_from.startswith("preset:"):
+        return dataclasses.replace(cfg, init_from=stage_weights(cfg.init_from.split(":", 1)[1], log))
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     data = DATA_SOURCES[cfg.dataset](cfg)
     data_s = time.perf_counter() - t
     log(f"data ready in {data_s:.1f}s")
-    done = run(cfg, log=log, data=data)
+    done = run(with_base(cfg, log), log=log, data=data)
     if a.out:
         store.save_run(a.out, done.model, cfg, data.classes, done, preset=a.preset, data_seconds=round(data_s, 1))
         log(f"saved to {a.out}")

@@ -8,6 +8,7 @@ values, so that a job's plan can cross into the separate process that trains it;
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ def shapes_source(cfg: TrainConfig) -> DataSource:
 
     scfg = ShapesConfig(**cfg.data_options)
     val = generate(cfg.val_size, seed=cfg.val_seed, size=cfg.img_size, config=scfg)
+    if cfg.train_size is None and cfg.plain_share > 0:
+        return DataSource(mixed_batches(cfg, scfg), val.images, val.labels, val.classes)
     if cfg.train_size is None:  # a fresh batch every step, seeded by (seed, step)
         def batch(step: int):
             d = generate(cfg.batch_size, seed=step_seed(cfg.seed, step), size=cfg.img_size, config=scfg)
@@ -42,6 +45,33 @@ def shapes_source(cfg: TrainConfig) -> DataSource:
     masks = train.masks if cfg.token_label_weight else None
     return DataSource(fixed_set_sampler(train.images, train.labels, cfg.batch_size, cfg.seed, masks),
                       val.images, val.labels, val.classes, cfg.train_size)
+
+
+PLAIN_STREAM = 10**7  # step_seed(seed, PLAIN_STREAM + step): the plain images of step `step`
+
+
+def mixed_batches(cfg: TrainConfig, scfg) -> Callable[[int], tuple]:
+    """step -> (images, labels, masks): ``cfg.plain_share`` of each batch without the stripes.
+
+    Each part has its own seed stream (striped: ``step_seed(seed, step)``, plain:
+    ``step_seed(seed, PLAIN_STREAM + step)``) and labels drawn uniformly from it, so that a half
+    batch is not biased to the first classes (``generate``'s balanced cycle is per call).
+    """
+    from vit_core.data.shapes import CLASSES, generate
+
+    plain_cfg = dataclasses.replace(scfg, fill_texture=0.0)
+    n_plain = round(cfg.batch_size * cfg.plain_share)
+
+    def part(n: int, seed: int, config):
+        labels = torch.randint(len(CLASSES), (n,), generator=torch.Generator().manual_seed(seed + 1))
+        return generate(n, seed=seed, size=cfg.img_size, labels=labels, config=config)
+
+    def batch(step: int):
+        parts = [part(cfg.batch_size - n_plain, step_seed(cfg.seed, step), scfg),
+                 part(n_plain, step_seed(cfg.seed, PLAIN_STREAM + step), plain_cfg)]
+        parts = [d for d in parts if len(d.labels)]
+        return tuple(torch.cat(t) for t in zip(*((d.images, d.labels, d.masks) for d in parts)))
+    return batch
 
 
 DATA_SOURCES: dict[str, Callable[[TrainConfig], DataSource]] = {"shapes": shapes_source}
@@ -92,4 +122,4 @@ def build_source(cfg: TrainConfig, recipe: DataRecipe | None = None, progress: P
     raise ValueError(f"Unknown data recipe {recipe.kind!r}.")
 
 
-__all__ = ["DATA_SOURCES", "DataRecipe", "build_source", "shapes_source", "tensors_recipe", "vision_recipe"]
+__all__ = ["DATA_SOURCES", "PLAIN_STREAM", "DataRecipe", "mixed_batches", "build_source", "shapes_source", "tensors_recipe", "vision_recipe"]

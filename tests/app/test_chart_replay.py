@@ -1,0 +1,62 @@
+"""cache.plotly_chart: a shared figure is serialised once and replayed on later runs and sessions."""
+from __future__ import annotations
+
+import json
+
+import plotly.io
+from streamlit.testing.v1 import AppTest
+
+
+def _page():
+    import numpy as np
+    import streamlit as st
+
+    from pages._ui import cache
+    from vit_core.render import figures
+
+    k = int(st.query_params.get("k", 3))
+    fig = cache.chart("replay_test", (k,), figures.bar_chart, [f"c{i}" for i in range(k)], np.arange(k) / k,
+                      title=f"top {k}", font_size=16)
+    cols = st.columns(2)
+    with cols[1]:  # inside a container: the replay must land in the same place
+        cache.plotly_chart(fig, key="replay_bars", config={"displaylogo": False})
+
+
+def _spec(at: AppTest) -> dict:
+    charts = [e for e in at.main if e.type == "plotly_chart"] or \
+        [c for col in at.columns for c in col.children.values() if getattr(c, "type", "") == "plotly_chart"]
+    return json.loads(charts[0].proto.spec)
+
+
+def test_replayed_chart_is_the_figure_and_follows_its_key():
+    from pages._ui import cache
+
+    at = AppTest.from_function(_page, default_timeout=60).run()
+    assert not at.exception
+    first = _spec(at)
+    at2 = AppTest.from_function(_page, default_timeout=60).run()  # a second session: a cache hit
+    assert not at2.exception and _spec(at2) == first
+    want = json.loads(plotly.io.to_json(cache.chart("replay_test", (3,), None), validate=False))
+    assert first["data"] == want["data"] and first["layout"]["title"] == want["layout"]["title"]
+    assert at2.columns[1].children, "the replayed chart sits in its column"
+    at2.query_params["k"] = 5
+    at2.run()
+    assert "top 5" in json.dumps(_spec(at2)["layout"]["title"])  # another key: another figure
+
+
+def test_widget_charts_take_the_ordinary_path():
+    from pages._ui import cache
+
+    calls = []
+
+    class Probe:
+        _vit_key = ("k", ())
+
+    import streamlit as st
+    orig = st.plotly_chart
+    try:
+        st.plotly_chart = lambda fig, **kw: calls.append(kw)
+        cache.plotly_chart(Probe(), key="sel", on_select="rerun", selection_mode="points")
+    finally:
+        st.plotly_chart = orig
+    assert calls and calls[0]["on_select"] == "rerun"
