@@ -6,7 +6,11 @@ Usage: python bench/app_speed.py [--spec random:vit_base_patch16_224] [--reps 20
    on images never seen before, median over a few. Goal (ViT-B/16, 2-core CPU): <= 1.0 s.
 2. A cached interaction: the attention page re-run by AppTest after a layer / head / patch change,
    the analysis already cached; median of `--reps`. Goal: <= 100 ms server side.
-3. Start-up: `streamlit run app.py` until the first page shows its analysis in Chromium (the
+3. What if? (issue #14): the What if? page re-run after a click that hides one more patch (a new
+   masked forward pass, never cached before) against a plain page re-run (the attention page, the
+   same model, nothing changed), alternated in the same run; median of `--reps` each. Goal: the
+   What-if interaction within 2x the plain page (`--what-if`, bundled model by default).
+4. Start-up: `streamlit run app.py` until the first page shows its analysis in Chromium (the
    browser already running), median of `--startup-reps` fresh servers. Goal: <= 5 s.
 """
 from __future__ import annotations
@@ -80,6 +84,35 @@ def cached_interaction(spec: str, reps: int) -> dict:
             "cached_interaction_max_ms": round(1000 * max(times), 1), "median_ms_by_widget": by_key}
 
 
+def what_if_interaction(spec: str, reps: int) -> dict:
+    """Median seconds of a What if? re-run after one more patch is hidden vs a plain page re-run."""
+    from streamlit.testing.v1 import AppTest
+
+    wi = AppTest.from_file(str(ROOT / "pages" / "what_if.py"), default_timeout=120)
+    plain = AppTest.from_file(str(ROOT / "pages" / "attention.py"), default_timeout=120)
+    for at in (wi, plain):
+        at.query_params["model"] = spec
+        at.run()
+        assert not at.exception, at.exception
+    masked = next(m for m in wi.multiselect if m.key == "wi_masked")
+    n = len(masked.options)
+    t_wi, t_plain = [], []
+    for i in range(reps):
+        hide = sorted({(37 * i + 11) % n} | set((37 * j + 11) % n for j in range(i)))  # one more each time
+        next(m for m in wi.multiselect if m.key == "wi_masked").set_value(hide)
+        t0 = time.perf_counter()
+        wi.run()
+        t_wi.append(time.perf_counter() - t0)
+        assert not wi.exception, wi.exception
+        t0 = time.perf_counter()
+        plain.run()
+        t_plain.append(time.perf_counter() - t0)
+        assert not plain.exception, plain.exception
+    a, b = statistics.median(t_wi), statistics.median(t_plain)
+    return {"spec": spec, "what_if_click_median_ms": round(1000 * a, 1), "what_if_click_max_ms": round(1000 * max(t_wi), 1),
+            "plain_page_median_ms": round(1000 * b, 1), "what_if_vs_plain": round(a / b, 2)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,8 +173,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--startup-only", action="store_true")
+    ap.add_argument("--what-if", nargs="?", const="bundled:shapes-vit", metavar="SPEC",
+                    help="only the What if? interaction against a plain page (default model: the bundled one)")
     ap.add_argument("--startup-reps", type=int, default=3, help="fresh servers to start (median reported)")
     args = ap.parse_args()
+    if args.what_if:
+        print(json.dumps(what_if_interaction(args.what_if, args.reps), indent=2))
+        return
     if args.startup_only:
         print(json.dumps(startups(args.startup_reps), indent=2))
         return

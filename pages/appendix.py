@@ -77,7 +77,7 @@ def check() -> None:
         fig = cache.chart("app_heat", (ctx.spec, ctx.sha, layer, head, fs), figures.heatmap,
                           sm.weights.astype("float32"), title=f"softmax(Q Kᵀ / √{d}), layer {layer + 1}, head {head + 1}", xlabel="key token",
                           ylabel="query token", height=460, font_size=fs)
-        st.plotly_chart(fig, key="app_heat", config=PLOTLY_CONFIG)
+        cache.plotly_chart(fig, key="app_heat", config=PLOTLY_CONFIG)
     with right:
         st.metric("Largest difference from the model's own attention", f"{sm.diff:.1e}")
         st.markdown(f"Recomputed here from the cached Q and K with NumPy in float64; the model computed it in "

@@ -5,10 +5,10 @@ from pages._ui import cache, present
 from pages._ui.cache import cls_mosaic, distances, rollout
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, code_box, font_size, header, png_button, png_later
+from pages._ui.widgets import clamp_state, code_box, font_size, header, take_away
 from vit_core.analysis import attention_views, explain, maps
 from vit_core.analysis import lecture as lec
-from vit_core.render import figures, style, views
+from vit_core.render import figures, recipes, style, views
 
 INTRO = ("Each layer has several heads, and each head gives every token its own attention row over all "
          "tokens. Reading the row of **[CLS]**, the token the classifier uses, shows where the model "
@@ -64,7 +64,8 @@ else:
     box.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
                 "scaled to its own range, so compare shapes, not brightness, between tiles.")
     with box:
-        png_button(mos, "cls-attention-layers-heads.png", key="att_dl_mosaic")
+        take_away("att_dl_mosaic", "cls-attention-layers-heads",
+                  recipes.cls_mosaic(a, cmap, float(alpha), tile, mos), ctx)
 
 st.subheader("Click a patch: where does it look?")
 
@@ -84,13 +85,13 @@ def one_query() -> None:
     left, right = st.columns(2)
     with left:
         sel = query - n if query >= n else None
-        st.plotly_chart(cache.chart("att_pick", view + (sel, fs), figures.patch_picker, a.image, a.grid, a.patch_size,
+        cache.plotly_chart(cache.chart("att_pick", view + (sel, fs), figures.patch_picker, a.image, a.grid, a.patch_size,
                                     sel, height=430, font_size=fs),
                         key="att_pick", selection_mode="points", config=PLOTLY_CONFIG,
                         on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
     with right:
-        qimg = (views.query_overlay, a, layer, head, query, *look)
-        st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg), width="stretch",
+        qimg = recipes.query_attention(a, layer, head, query, *look)
+        st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg.png), width="stretch",
                  output_format="JPEG")
         row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
         top = int(row[n:].argmax()) + n
@@ -99,7 +100,7 @@ def one_query() -> None:
                     f"({row[top]:.1%}) on {attention_views.token_label(a, top)}"
                     + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + "."
                     + (" The query patch is outlined in cyan." if query >= n else ""))
-        png_later(*qimg, filename=f"attention-L{layer + 1}-{head}-q{query}.png", key="att_dl_query")
+        take_away("att_dl_query", f"attention-L{layer + 1}-{head}-q{query}", qimg, ctx)
     hsel = "mean" if head == "mean" else int(head) - 1
     alike = [attention_views.query_similarity(a, lyr, hsel) for lyr in range(L)]
     most = min(range(L), key=lambda lyr: alike[lyr] if alike[lyr] == alike[lyr] else 2.0)
@@ -142,18 +143,19 @@ def rollout_view() -> None:
                         help=lec.GLOSSARY["discard ratio"])
     roll = rollout(ctx.spec, ctx.sha, fusion, float(discard), a)  # (L, T, T)
     roll_map = explain.patch_map(a, roll[upto - 1][0])
-    raw = (views.cls_overlay, a, upto - 1, fusion, *look)
-    rolled = (views.token_overlay, a, roll[upto - 1][0], *look)
+    raw = recipes.cls_layer(a, upto - 1, fusion, *look)
+    rolled = recipes.rollout(a, roll, upto, fusion, float(discard), *look)
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Raw [CLS] attention**, layer {upto} alone ({fusion} of heads)")
-        st.image(cache.encoded("att_raw", view + (upto, fusion) + look, *raw), width="stretch", output_format="JPEG")
-        png_later(*raw, filename=f"raw-cls-L{upto}-{fusion}.png", key="att_dl_raw")
+        st.image(cache.encoded("att_raw", view + (upto, fusion) + look, *raw.png), width="stretch",
+                 output_format="JPEG")
+        take_away("att_dl_raw", f"raw-cls-L{upto}-{fusion}", raw, ctx)
     with g2:
         st.markdown(f"**Rollout** after layers 1–{upto} ({fusion} fusion, discard {discard:.0%})")
-        st.image(cache.encoded("att_roll", view + (upto, fusion, float(discard)) + look, *rolled), width="stretch",
-                 output_format="JPEG")
-        png_later(*rolled, filename=f"rollout-L{upto}-{fusion}-d{discard:.2f}.png", key="att_dl_roll")
+        st.image(cache.encoded("att_roll", view + (upto, fusion, float(discard)) + look, *rolled.png),
+                 width="stretch", output_format="JPEG")
+        take_away("att_dl_roll", f"rollout-L{upto}-{fusion}-d{discard:.2f}", rolled, ctx)
     st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "
                 f"input; the patches hold {roll_map.sum():.1%}, the most ({roll_map.max():.1%}) on "
                 f"{attention_views.token_label(a, int(roll_map.argmax()) + n)}.")
@@ -174,7 +176,7 @@ def distance_view() -> None:
     fs = font_size()
     fig = cache.chart("att_dist", view + (bool(renorm), fs), figures.distance_scatter, dist,
                       f"Mean attention distance, this image ({a.image.shape[0]} px across)", font_size=fs)
-    st.plotly_chart(fig, key="att_dist", config=PLOTLY_CONFIG)
+    cache.plotly_chart(fig, key="att_dist", config=PLOTLY_CONFIG)
     st.markdown(f"For each head: the attention-weighted distance in pixels between a query patch and the "
                 f"patches it attends to, averaged over the {gh * gw} patch queries. Layer 1 spans "
                 f"**{dist[0].min():.1f}–{dist[0].max():.1f} px** across heads, layer {L} "

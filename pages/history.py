@@ -34,7 +34,7 @@ def story() -> None:
     fs = font_size()
     fig = cache.chart("hist_timeline", (show, focus, fs), lecture_charts.timeline, lecture.history_shown(show),
                       focus, font_size=fs)
-    st.plotly_chart(fig, key="hist_timeline", config=PLOTLY_CONFIG)
+    cache.plotly_chart(fig, key="hist_timeline", config=PLOTLY_CONFIG)
 
     when = dt.date.fromisoformat(sel.date)
     st.markdown(f"### {when:%B %Y} · {sel.name}\n**{lecture.sentence(sel.who)}** {sel.line}" +

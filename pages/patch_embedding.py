@@ -4,9 +4,9 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, png_later
+from pages._ui.widgets import code_box, font_size, header, take_away
 from vit_core.analysis import embeddings, maps, patches
-from vit_core.render import charts, drawing, figures, style
+from vit_core.render import charts, figures, recipes, style
 
 INTRO = ("Each patch becomes a vector in two moves: **flatten** its pixels into one long list of numbers, "
          "then multiply by one learned matrix **E**, the same for every patch (Dosovitskiy et al., 2020, "
@@ -67,15 +67,15 @@ def follow_patch() -> None:
         i = st.slider("Patch (reading order, from 0)", 0, N - 1, value=embeddings.most_varied_patch(a.patches),
                       key=KEY, bind="query-params", help="Or click a patch on the image. " + patches.convention(
                           gw, N, a.num_prefix_tokens))
-        planes = (drawing.channel_planes, patches.patch_tiles(a.image, P)[i], 150)  # the (P, P, 3) patch
+        planes = recipes.patch_planes(a, i, 150)
         st.markdown(f"**{patches.patch_label(i, gw).capitalize()}** (token {i + a.num_prefix_tokens} of the "
                     f"sequence) and its three colour planes, each {P} x {P} pixels:")
-        st.image(cache.encoded("emb_planes", view + (i,), *planes), width="stretch", output_format="JPEG")
-        png_later(*planes, filename=f"patch-{i}-planes.png", key="emb_dl_planes")
+        st.image(cache.encoded("emb_planes", view + (i,), *planes.png), width="stretch", output_format="JPEG")
+        take_away("emb_dl_planes", f"patch-{i}-planes", planes, ctx)
     with left:
         picker = cache.chart("emb_pick", view + (i, fs), figures.patch_picker, a.image, a.grid, P, selected=i,
                              height=430, font_size=fs)
-        st.plotly_chart(picker, key="emb_pick", selection_mode="points", config=PLOTLY_CONFIG,
+        cache.plotly_chart(picker, key="emb_pick", selection_mode="points", config=PLOTLY_CONFIG,
                         on_select=lambda: figures.store_pick(st.session_state, "emb_pick", KEY, N))
         st.caption("Click a patch to select it.")
 
@@ -85,7 +85,7 @@ def follow_patch() -> None:
     # --- flatten ---------------------------------------------------------------------------------
     st.subheader(f"Step 2: flatten to {flat_len:,} numbers")
     x = a.patches[i]  # (C*P*P,) normalised input values, channel-major
-    st.plotly_chart(cache.chart("emb_flat", view + (i, fs), charts.flat_patch, x, C,
+    cache.plotly_chart(cache.chart("emb_flat", view + (i, fs), charts.flat_patch, x, C,
                                 f"x_p for patch {i}: all red values, then green, then blue", font_size=fs),
                     key="emb_flat", config=PLOTLY_CONFIG)
     st.caption(f"The order (channel, row, column) is the order of the weights in the convolution that "
@@ -93,7 +93,7 @@ def follow_patch() -> None:
 
     # --- project ---------------------------------------------------------------------------------
     st.subheader(f"Step 3: multiply by E, get {D:,} numbers")
-    st.plotly_chart(cache.chart("emb_vec", view + (i, fs), charts.vector, a.patch_embed[i],
+    cache.plotly_chart(cache.chart("emb_vec", view + (i, fs), charts.vector, a.patch_embed[i],
                                 f"x_p E + b for patch {i}: its embedding", font_size=fs),
                     key="emb_vec", config=PLOTLY_CONFIG)
     diff = a.conv_unfold_diff
@@ -111,7 +111,7 @@ def follow_patch() -> None:
                      title=f"Patch embeddings of your image (row {i} outlined)", colorscale="RdBu_r",
                      xlabel="embedding dimension", ylabel="patch", height=460, zmin=-lim, zmax=lim, outline_row=i,
                      font_size=fs)
-    st.plotly_chart(hm, key="emb_matrix", config=PLOTLY_CONFIG)
+    cache.plotly_chart(hm, key="emb_matrix", config=PLOTLY_CONFIG)
     st.caption(f"One row per patch, one column per dimension. The colour scale is clipped at ±{lim:.2f} "
                "(the 99th percentile) so that a few large values do not wash out the rest.")
 
@@ -119,7 +119,7 @@ def follow_patch() -> None:
     st.subheader("Step 5: what E has learned")
     mf = ctx.figures()
     k = len(mf.filter_pcs_var)
-    pcs = (drawing.pcs_mosaic, mf.filter_pcs, 7, 96, mf.filter_pcs_var)
+    pcs = recipes.filter_pcs(mf, 7, 96)
     st.markdown(
         f"Each of the {D} rows of E is a little {P} x {P} colour filter. Treating them as {D} samples and taking "
         f"their principal components gives the {k} patterns along which the filters differ most (paper Fig. 7, "
@@ -127,11 +127,11 @@ def follow_patch() -> None:
         f"filters' variance it explains. Together these {k} explain **{mf.filter_pcs_var.sum():.0%}**. In the "
         "paper (ViT-L/32) they *resemble plausible basis functions for a low-dimensional representation of the "
         "fine structure within each patch*: smooth blobs, edges and stripes, much like the first layer of a CNN.")
-    pcs_png = cache.encoded("emb_pcs", (ctx.spec,), *pcs, fmt="png")
+    pcs_png = cache.encoded("emb_pcs", (ctx.spec,), *pcs.png, fmt="png")
     # on a projector the whole mosaic fits on the screen under the control bar
     st.image(pcs_png, width=style.fit_width(*figures.image_size(pcs_png), max_width=1100) if PRESENT else "stretch",
              output_format="PNG")
-    png_later(*pcs, filename="filter-principal-components.png", key="emb_dl_pcs")
+    take_away("emb_dl_pcs", "filter-principal-components", pcs, ctx)
 
     # --- CLS and positions -----------------------------------------------------------------------
     st.subheader("Step 6: add [CLS] and the position embeddings")
@@ -155,7 +155,7 @@ def follow_patch() -> None:
     t1.metric(f"Size of x_p E, patch {i}", f"{pn[i]:.2f}", help="Euclidean norm of the vector")
     t2.metric("Size of its position embedding", f"{qn[i]:.2f}")
     t3.metric("Their ratio", f"{pn[i] / max(qn[i], 1e-12):.2f}")
-    st.plotly_chart(cache.chart("emb_norms", view + (i, fs), charts.norms, pn, qn, i, font_size=fs),
+    cache.plotly_chart(cache.chart("emb_norms", view + (i, fs), charts.norms, pn, qn, i, font_size=fs),
                     key="emb_norms", config=PLOTLY_CONFIG)
     extra = ""
     if parts["cls_norm"] is not None:

@@ -4,10 +4,10 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, png_later
+from pages._ui.widgets import code_box, font_size, header, take_away
 from vit_core.analysis import patches
 from vit_core.io import images
-from vit_core.render import charts, drawing, figures, style, views
+from vit_core.render import charts, drawing, figures, recipes, style, views
 
 INTRO = ("A Transformer reads a sequence of tokens. The Vision Transformer (Dosovitskiy et al., 2020) makes "
          "one out of an image in the simplest way possible: it resizes the image to a fixed size, cuts it into "
@@ -30,7 +30,7 @@ H, W = a.image.shape[:2]
 C = cfg.in_chans
 view = (ctx.spec, ctx.sha)
 count = min(N, 2 * gw, 23)
-numbered = (drawing.numbered_grid, a.image, P, max(1, 720 // max(H, W)), count)
+numbered = recipes.patch_grid(a, drawing.numbered_grid, P, max(1, 720 // max(H, W)), count)
 READING = (f"Each patch gets a number in **reading order**: row by row, left to right. Patch 0 is the "
            f"top-left corner, patch {gw - 1} ends the first row, patch {N - 1} is the bottom-right corner. "
            f"**The numbering used on every page:** {patches.convention(gw, N, prefix)}")
@@ -38,15 +38,15 @@ READING = (f"Each patch gets a number in **reading order**: row by row, left to 
 
 def numbered_grid(width) -> None:
     """The grid with the first patches numbered and tinted, and its download."""
-    st.image(cache.encoded("patches_numbered", view, *numbered), width=width, output_format="JPEG")
-    png_later(*numbered, filename="numbered-patches.png", key="patches_dl_grid")
+    st.image(cache.encoded("patches_numbered", view, *numbered.png), width=width, output_format="JPEG")
+    take_away("patches_dl_grid", "numbered-patches", numbered, ctx)
 
 
 if PRESENT:  # the numbered grid is the slide's figure: beside the introduction, fitted to the screen
     lead, fig_col = st.columns([5, 6])
     lead.markdown(INTRO + "\n\n" + READING)
     with fig_col:
-        numbered_grid(style.fit_width(*figures.image_size(cache.encoded("patches_numbered", view, *numbered)),
+        numbered_grid(style.fit_width(*figures.image_size(cache.encoded("patches_numbered", view, *numbered.png)),
                                       max_width=640))
 
 # --- 1. preprocessing ----------------------------------------------------------------------------
@@ -60,14 +60,14 @@ with left:
     kept = (" (the model keeps all of it)" if whole else
             " (the cyan box is the part the model keeps)" if plan.crop_box is not None else "")
     st.markdown(f"**Your image**: {original.width} x {original.height} pixels{kept}")
-    crop = (views.crop_preview, ctx.image_bytes, plan.crop_box, whole)
-    st.image(cache.encoded("patches_orig", view, *crop), width="stretch", output_format="JPEG")
-    png_later(*crop, filename="original-with-crop.png", key="patches_dl_orig")
+    crop = recipes.preprocess(a, ctx.image_bytes, plan.crop_box, whole)
+    st.image(cache.encoded("patches_orig", view, *crop.png), width="stretch", output_format="JPEG")
+    take_away("patches_dl_orig", "original-with-crop", crop, ctx)
 with right:
     st.markdown(f"**What the model sees**: {W} x {H} pixels, cut into {gh} x {gw} patches")
-    st.image(cache.encoded("patches_view", view, drawing.grid_overlay, a.image, P, target=640), width="stretch",
-             output_format="JPEG")
-    png_later(drawing.grid_overlay, a.image, P, 640, filename="model-view.png", key="patches_dl_view")
+    model_view = recipes.patch_grid(a, drawing.grid_overlay, P, 640)
+    st.image(cache.encoded("patches_view", view, *model_view.png), width="stretch", output_format="JPEG")
+    take_away("patches_dl_view", "model-view", model_view, ctx)
 
 rows = [f"| {i} | **{s.name}** | {s.text} |" for i, s in enumerate(plan.steps)]
 st.markdown("The preprocessing comes from the model's own data configuration (the same steps it was "
@@ -96,12 +96,12 @@ else:
                     + (", and puts one extra learned **[CLS]** token in front (borrowed from BERT) whose output "
                        "will carry the answer." if prefix else
                        ". This model has no [CLS] token: it averages the patch tokens at the end."))
-seq = (drawing.token_sequence, a.image, P, count, -(-(count + int(prefix > 0)) // 2), 80, prefix > 0)
-st.image(cache.encoded("patches_seq", view, *seq), width="stretch", output_format="JPEG")
+seq = recipes.patch_grid(a, drawing.token_sequence, P, count, -(-(count + int(prefix > 0)) // 2), 80, prefix > 0)
+st.image(cache.encoded("patches_seq", view, *seq.png), width="stretch", output_format="JPEG")
 st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"
            + (", with [CLS] in front. " if prefix else ". ") +
            f"In total: T = {N} + {prefix} = **{T} tokens**.")
-png_later(*seq, filename="token-sequence.png", key="patches_dl_seq")
+take_away("patches_dl_seq", "token-sequence", seq, ctx)
 if prefix > 1:
     st.caption(f"This model also has {prefix - 1} register token(s) after [CLS]: extra learned tokens "
                "with no patch behind them.")
@@ -137,15 +137,15 @@ def what_if() -> None:
 
     left, right = st.columns([5, 6])
     with left:
-        grid = (drawing.grid_overlay, a.image, choice, 640)
-        st.image(cache.encoded("patches_whatif", view + (choice,), *grid), width="stretch", output_format="JPEG")
+        grid = recipes.patch_grid(a, drawing.grid_overlay, choice, 640)
+        st.image(cache.encoded("patches_whatif", view + (choice,), *grid.png), width="stretch", output_format="JPEG")
         st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
-        png_later(*grid, filename=f"grid-P{choice}.png", key="patches_dl_whatif")
+        take_away("patches_dl_whatif", f"grid-P{choice}", grid, ctx)
     with right:
         fs = font_size()
         fig = cache.chart("patches_cost", (ctx.spec, H, W, choice, fs), charts.patch_cost,
                           patches.cost_curve(H, W, prefix, options), P, ref["T2"], choice, cur["T2"], font_size=fs)
-        st.plotly_chart(fig, key="patches_cost", config=PLOTLY_CONFIG)
+        cache.plotly_chart(fig, key="patches_cost", config=PLOTLY_CONFIG)
 
 
 what_if()

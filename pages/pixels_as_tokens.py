@@ -77,12 +77,12 @@ def calculator() -> None:
     with left:
         bars = cache.chart("px_bars", (size, patch, fs), lecture_charts.score_bars, [r.label for r in rows],
                            [r.entries for r in rows], [lec.human_count(r.entries) for r in rows], font_size=fs)
-        st.plotly_chart(bars, key="px_bars", config=PLOTLY_CONFIG)
+        cache.plotly_chart(bars, key="px_bars", config=PLOTLY_CONFIG)
     with right:
         curve = cache.chart("px_curve", (size, patch, fs), lecture_charts.patch_size_curve, sizes,
                             [lec.attention_entries(lec.num_tokens(size, p)) for p in sizes], patch, rows[-1].entries,
                             size, font_size=fs)
-        st.plotly_chart(curve, key="px_curve", config=PLOTLY_CONFIG)
+        cache.plotly_chart(curve, key="px_curve", config=PLOTLY_CONFIG)
 
 
 calculator()

@@ -6,9 +6,9 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, png_later
+from pages._ui.widgets import code_box, font_size, header, take_away
 from vit_core.analysis import embeddings, maps, patches
-from vit_core.render import charts, figures, views
+from vit_core.render import charts, figures, recipes, views
 
 CMAP = "RdBu_r"  # matplotlib and plotly both know it
 
@@ -70,18 +70,18 @@ with left:
     mosaic = cache.encoded("pos_mosaic", grid_key, views.similarity_grid, sim, CMAP, shared, tile_px)
     picker = cache.chart("pos_pick", grid_key + (i, fs), figures.mosaic_picker, mosaic, (gh, gw), pitch,
                          selected=i, height=430 if PRESENT else height, font_size=fs)
-    st.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PLOTLY_CONFIG,
+    cache.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PLOTLY_CONFIG,
                     on_select=lambda: figures.store_pick(st.session_state, "pos_pick", KEY, N))
     st.image(cache.encoded("pos_bar", (shared, width), views.similarity_bar, CMAP, shared, width, label, fmt="png"),
              width="stretch", output_format="PNG")
-    png_later(views.similarity_grid, sim, CMAP, shared, tile_px, i, label, filename="position-similarity-grid.png",
-              key="pos_dl_grid")
+    take_away("pos_dl_grid", "position-similarity-grid",
+              recipes.position_similarity(mf, CMAP, shared, tile_px, i, label), ctx)
 with right:
     tile = sim[i]
     zmin, zmax = (-1.0, 1.0) if shared else (float(tile.min()), float(tile.max()))
     big = cache.chart("pos_big", (ctx.spec, shared, i, fs), charts.similarity_tile, tile, r, c,
                       where, zmin, zmax, height=height, marker=18, font_size=fs)
-    st.plotly_chart(big, key="pos_big", config=PLOTLY_CONFIG)
+    cache.plotly_chart(big, key="pos_big", config=PLOTLY_CONFIG)
     st.caption(f"{where}, the one added to patch {i}: its cosine similarity to every position (x marks itself).")
 
 # --- what the numbers say ------------------------------------------------------------------------
@@ -125,7 +125,7 @@ prof = embeddings.distance_profile(sim)
 dfig = cache.chart("pos_dist", (ctx.spec, fs), lambda: charts.similarity_by_distance(
     prof.dist, prof.means, "Mean similarity against distance (dot size: number of pairs)", font_size=fs,
     counts=prof.counts))
-st.plotly_chart(dfig, key="pos_dist", config=PLOTLY_CONFIG)
+cache.plotly_chart(dfig, key="pos_dist", config=PLOTLY_CONFIG)
 ends = (f"only {prof.counts[-1]} pair{'s' if prof.counts[-1] != 1 else ''} (corner to corner) at the largest "
         f"distance, {prof.dist[-1]:.1f} cells")
 if prof.border_from is not None and prof.climb > 0.1:

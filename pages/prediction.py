@@ -7,10 +7,10 @@ from pages._ui import cache, present
 from pages._ui.cache import get_relevance
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, png_later
+from pages._ui.widgets import code_box, font_size, header, take_away
 from vit_core.analysis import attention_views, maps
 from vit_core.analysis import lecture as lec
-from vit_core.render import figures, views
+from vit_core.render import figures, recipes
 
 INTRO = ("After the last block the **[CLS]** token goes through a LayerNorm and one linear layer, and a "
          "softmax turns the scores into class probabilities. Below: what the model predicts for your "
@@ -48,7 +48,7 @@ def top_classes() -> None:
     with left:
         bars = cache.chart("pred_top", view + (k, fs), figures.bar_chart, [t[0] for t in top],
                            np.array([t[1] for t in top]), title=f"Top-{k} of {C} classes", font_size=fs)
-        st.plotly_chart(bars, key="pred_top", config=PLOTLY_CONFIG)
+        cache.plotly_chart(bars, key="pred_top", config=PLOTLY_CONFIG)
     with right:
         st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off",
                   delta_arrow="off")
@@ -66,7 +66,7 @@ def top_classes() -> None:
                        y=[f"block {i}" for i in range(1, L + 1)], colorscale="Viridis",
                        title="Probability of the top classes after each block", zmin=0, zmax=1,
                        height=max(360, 90 + 42 * L), texttemplate="%{z:.0%}", font_size=fs)
-    st.plotly_chart(lens, key="pred_lens", config=PLOTLY_CONFIG)
+    cache.plotly_chart(lens, key="pred_lens", config=PLOTLY_CONFIG)
 
 
 @st.fragment
@@ -80,10 +80,10 @@ def relevance() -> None:
     g0, g1, g2 = st.columns(3)
     if n:
         with g0:
-            roll = (views.token_overlay, a, a.rollout[-1][0], cmap, 0.6)
+            roll = recipes.rollout(a, a.rollout, L, "mean", 0.0, cmap, 0.6)
             st.markdown("**Rollout** (the same for any class)")
-            st.image(cache.encoded("pred_roll", view + (cmap,), *roll), width="stretch", output_format="JPEG")
-            png_later(*roll, filename="rollout.png", key="pred_dl_roll")
+            st.image(cache.encoded("pred_roll", view + (cmap,), *roll.png), width="stretch", output_format="JPEG")
+            take_away("pred_dl_roll", "rollout", roll, ctx)
     rel_maps = {}
     for col, cls, tag in ((g1, c1, "A"), (g2, c2, "B")):
         with col:
@@ -93,10 +93,11 @@ def relevance() -> None:
             except Exception as err:  # a class map must never break the page
                 st.error(f"The relevance map for {name(cls)} could not be computed: {err}")
                 continue
-            img = (views.map_overlay, a, rel_maps[tag], cmap, 0.6)
+            img = recipes.relevance(a, rel_maps[tag], int(cls), cmap, 0.6)
             st.markdown(f"**{tag}: {name(cls)}** ({a.probs[cls]:.1%})")
-            st.image(cache.encoded("pred_rel", view + (int(cls), cmap), *img), width="stretch", output_format="JPEG")
-            png_later(*img, filename=f"relevance-{cls}.png", key=f"pred_dl_{tag}")
+            st.image(cache.encoded("pred_rel", view + (int(cls), cmap), *img.png), width="stretch",
+                     output_format="JPEG")
+            take_away(f"pred_dl_{tag}", f"relevance-{cls}", img, ctx)
     if len(rel_maps) == 2:
         ma, mb = rel_maps["A"].ravel(), rel_maps["B"].ravel()
         corr = float(np.corrcoef(ma, mb)[0, 1]) if ma.std() > 0 and mb.std() > 0 else float("nan")

@@ -4,10 +4,10 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, code_box, font_size, header, png_later
+from pages._ui.widgets import clamp_state, code_box, font_size, header, take_away
 from vit_core.analysis import attention_views, patches
 from vit_core.model import Attention
-from vit_core.render import figures, views
+from vit_core.render import figures, recipes
 
 INTRO = ("Every token asks a question (its **query** q), every token offers a label (its **key** k) and "
          "a message (its **value** v). The query is compared with every key, the scores go through a "
@@ -71,7 +71,7 @@ def one_row() -> None:
 
     with left:
         sel = query - n if query >= n else None
-        st.plotly_chart(cache.chart("sa_pick", view + (sel, fs), figures.patch_picker, a.image, a.grid, a.patch_size,
+        cache.plotly_chart(cache.chart("sa_pick", view + (sel, fs), figures.patch_picker, a.image, a.grid, a.patch_size,
                                     sel, height=420, font_size=fs),
                         key="sa_pick", selection_mode="points", config=PLOTLY_CONFIG,
                         on_select=lambda: figures.store_pick(st.session_state, "sa_pick", "sa_q", T - n, n))
@@ -93,7 +93,7 @@ def one_row() -> None:
         st.latex(formula)
     st.subheader("1 · The query and a key")
     best = attention_views.token_label(a, s.best_key)
-    st.plotly_chart(cache.chart("sa_qk", row + (fs,), figures.vector_bars,
+    cache.plotly_chart(cache.chart("sa_qk", row + (fs,), figures.vector_bars,
                                 {"q (query)": s.q, f"k of {best}": s.k[s.best_key]},
                                 f"q and the key it matches best ({hd} numbers each)", font_size=fs),
                     key="sa_qk", config=PLOTLY_CONFIG)
@@ -102,28 +102,28 @@ def one_row() -> None:
                 f"score **{s.scores[s.best_key]:.2f}**. The same is done for every one of the {T} keys.")
 
     st.subheader("2 · Scores and 3 · softmax, over the image")
-    scores = (views.token_overlay, a, s.scores, "viridis", 0.65)
-    weights = (views.token_overlay, a, s.weights.astype("float32"), "inferno", 0.65)
+    scores = recipes.attention_row(a, s, layer, head, query, "scores")
+    weights = recipes.attention_row(a, s, layer, head, query, "weights")
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Scores** q·k/√d: {s.scores[n:].min():.2f} (dark) to {s.scores[n:].max():.2f} (bright)")
-        st.image(cache.encoded("sa_scores", row, *scores), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("sa_scores", row, *scores.png), width="stretch", output_format="JPEG")
         if n:
             st.markdown(f"Score of the **[CLS]** key: **{s.scores[0]:.2f}**"
                         + (f"; registers: {', '.join(f'{x:.2f}' for x in s.scores[1:n])}" if n > 1 else ""))
-        png_later(*scores, filename=f"scores-L{layer + 1}-H{head + 1}-q{query}.png", key="sa_dl_scores")
+        take_away("sa_dl_scores", f"scores-L{layer + 1}-H{head + 1}-q{query}", scores, ctx)
     with g2:
         st.markdown(f"**Softmax weights**: up to {s.weights[n:].max():.1%} on one patch")
-        st.image(cache.encoded("sa_weights", row, *weights), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("sa_weights", row, *weights.png), width="stretch", output_format="JPEG")
         st.markdown(f"All patches together: **{s.weights[n:].sum():.1%}**"
                     + (f"; [CLS]: **{s.weights[0]:.1%}**" if n else ""))
-        png_later(*weights, filename=f"softmax-L{layer + 1}-H{head + 1}-q{query}.png", key="sa_dl_softmax")
+        take_away("sa_dl_softmax", f"softmax-L{layer + 1}-H{head + 1}-q{query}", weights, ctx)
     st.success(f"Check: these softmax weights, recomputed here from q and k, match the model's own attention "
                f"row (attn[layer {layer + 1}, head {head + 1}, query {query}]) to within "
                f"**{s.softmax_diff:.1e}** (max difference).")
 
     st.subheader("4 · The weighted sum of the values")
-    st.plotly_chart(cache.chart("sa_out", row + (fs,), figures.vector_bars,
+    cache.plotly_chart(cache.chart("sa_out", row + (fs,), figures.vector_bars,
                                 {"Σ wⱼ vⱼ (recomputed here)": s.out, "attn @ v (the model's)": s.out_ref},
                                 f"What this head sends back to {attention_views.token_label(a, query)}",
                                 font_size=fs),

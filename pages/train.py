@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import present, st_private
+from pages._ui import cache, present, st_private
 from pages._ui import train_view as view
 from pages._ui.sidebar import sidebar
 from pages._ui.site import USER_MODELS
@@ -93,7 +93,7 @@ def live() -> None:
     view.status_line(shown, mgr)
     view.metrics(shown)
     if any(x.steps for x in shown.logs):
-        st.plotly_chart(view.curves(shown), key="tr_curves")
+        cache.plotly_chart(view.curves(shown), key="tr_curves")
     view.watch_it_learn(shown)
     moving = shown.active or (own is not None and own.active)
     if moving:

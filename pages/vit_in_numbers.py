@@ -43,10 +43,10 @@ def results() -> None:
     fs = font_size()
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(cache.chart("num_scatter", (dataset, fs), lecture_charts.results_scatter, rows, dataset,
+        cache.plotly_chart(cache.chart("num_scatter", (dataset, fs), lecture_charts.results_scatter, rows, dataset,
                                     FAMILY_COLORS, font_size=fs), key="num_scatter", config=PLOTLY_CONFIG)
     with right:
-        st.plotly_chart(cache.chart("num_bars", (dataset, fs), lecture_charts.results_bars, rows, dataset,
+        cache.plotly_chart(cache.chart("num_bars", (dataset, fs), lecture_charts.results_bars, rows, dataset,
                                     FAMILY_COLORS, font_size=fs), key="num_bars", config=PLOTLY_CONFIG)
     if dataset == "ImageNet":
         st.caption(lec.RESULTS_NOTE)

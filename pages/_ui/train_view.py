@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from pages._ui import cache
 from pages._ui.site import FAMILY_COLORS, PLOTLY_CONFIG, ROOT, USER_MODELS
 from vit_core.analysis.embeddings import GRID_GAP_CLEAR, neighbour_vs_far
 from vit_core.render import drawing, figures
@@ -190,7 +191,7 @@ def _verdicts(job: runs.Job) -> None:
                                  text=[f"{acc[f'{fam} · {x}']:.0%}" for x in xs]))
         fig.update_layout(height=280, yaxis=dict(range=[0, 1], title="validation accuracy"),
                           margin=dict(l=10, r=10, t=30, b=10), title="Validation accuracy by training-set size")
-        st.plotly_chart(fig, key="tr_datasize", config=PLOTLY_CONFIG)
+        cache.plotly_chart(fig, key="tr_datasize", config=PLOTLY_CONFIG)
         v_drop, c_drop = acc[names[2]] - acc[names[0]], acc[names[3]] - acc[names[1]]
         hungrier = ("neither is clearly hungrier for data" if abs(v_drop - c_drop) < 0.01 else
                     f"here the **{'ViT' if v_drop > c_drop else 'CNN'}** is hungrier for data")

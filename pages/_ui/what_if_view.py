@@ -12,8 +12,8 @@ import streamlit as st
 from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import Ctx
-from pages._ui.site import PLOTLY_CONFIG, SAMPLES
-from pages._ui.widgets import clamp_state, font_size, png_button
+from pages._ui.site import PLOTLY_CONFIG
+from pages._ui.widgets import clamp_state, exports, font_size, image_path
 from vit_core.analysis import explain, faithfulness, patch_life
 from vit_core.model import count_params
 from vit_core.render import figures
@@ -39,8 +39,7 @@ class View:
         self.has_cls = cfg.class_token
         self.big = figures.upscale_to(a.image)
         self.fs = font_size()  # chart text: larger in presentation mode
-        name = self.ctx.image_name
-        path = f"assets/samples/{name}" if (SAMPLES / name).is_file() else name
+        path = image_path(self.ctx)
         self.prelude = ("from vit_core.io import images, loading\n"
                         "from vit_core.analysis import explain, faithfulness, interventions as iv, patch_life\n"
                         f"lm = loading.load_model({self.ctx.spec!r})\nmodel = lm.model\n"
@@ -61,15 +60,9 @@ class View:
                             readout, size or self.S0, self.ctx.image_bytes)
 
     def exports(self, key: str, arrays: dict, code: str, img=None) -> None:
-        """The PNG of a picture, the numbers behind a figure as .npz and the code that recomputes them."""
-        c1, c2 = st.columns(2)
-        if img is not None:
-            with c1:
-                png_button(img, f"what-if-{key}.png", key=f"wi_png_{key}")
-        with c2.popover("Data & code", width="stretch"):
-            st.download_button("Numbers (.npz)", lambda: wf.to_npz(**arrays), file_name=f"what-if-{key}.npz",
-                               mime="application/octet-stream", key=f"wi_npz_{key}", on_click="ignore")
-            st.code(self.prelude + code, language="python")
+        """The PNG of a picture, the numbers behind a figure as .npz and the code that recomputes them
+        (``widgets.exports``, after this page's prelude)."""
+        exports(f"wi_png_{key}", f"what-if-{key}", img, arrays, self.prelude + code)
 
     def verdict(self, r) -> str:
         """The prediction of a run, and what became of the original prediction's probability."""
@@ -81,7 +74,7 @@ class View:
         idx = np.argsort(r.probs)[::-1][: min(5, self.C)]
         fig = self.chart("wi_top5", (title, tuple(idx.tolist()), tuple(np.round(r.probs[idx], 6).tolist())),
                          figures.bar_chart, [self.name(i) for i in idx], r.probs[idx], title=title)
-        st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)
+        cache.plotly_chart(fig, key=key, config=PLOTLY_CONFIG)
 
     @staticmethod
     def with_rollout(r) -> np.ndarray:
@@ -126,7 +119,7 @@ def truth_section(v: View) -> None:
                           {m: getattr(r, kind) for m, r in res.items()}, NAMES,
                           f"{kind.capitalize()}: {v.name(res['random'].target)}", f"% of patches {done}",
                           {m: getattr(r, f"{kind}_auc") for m, r in res.items()})
-            st.plotly_chart(fig, key=f"wi_{kind}", config=PLOTLY_CONFIG)
+            cache.plotly_chart(fig, key=f"wi_{kind}", config=PLOTLY_CONFIG)
     st.table({"map": [NAMES[m] for m in methods],
               "deletion area (lower is better)": [f"{res[m].deletion_auc:.3f}" for m in methods],
               "insertion area (higher is better)": [f"{res[m].insertion_auc:.3f}" for m in methods]})
@@ -148,7 +141,7 @@ def truth_section(v: View) -> None:
     strip = wf.randomization_strip(v.a.image, rc.maps, rc.steps, rc.correlations)
     st.image(strip, width="stretch", caption="The map after each step (everything up to it re-initialised) and its "
                                              "Spearman rank correlation with the original map.")
-    st.plotly_chart(v.chart("wi_corr", (method,), wf.correlation_chart, rc.steps, rc.correlations, method,
+    cache.plotly_chart(v.chart("wi_corr", (method,), wf.correlation_chart, rc.steps, rc.correlations, method,
                             NAMES[method]), key="wi_rand_corr", config=PLOTLY_CONFIG)
     v.exports("randomisation", {"maps": rc.maps, "correlations": rc.correlations, "steps": np.array(rc.steps)},
               f"rc = faithfulness.randomization_check(model, x, {method!r}, seed=0)\n"
@@ -179,7 +172,7 @@ def patch_section(v: View) -> None:
     pv = patch_life.follow(a, patch, layer, None if head == "mean" else int(head) - 1)
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(v.chart("wi_follow_pick", (patch,), figures.patch_picker, a.image, a.grid, v.P, patch,
+        cache.plotly_chart(v.chart("wi_follow_pick", (patch,), figures.patch_picker, a.image, a.grid, v.P, patch,
                                 height=430), key="wi_follow_pick",
                         selection_mode="points", config=PLOTLY_CONFIG,
                         on_select=lambda: figures.store_pick(st.session_state, "wi_follow_pick", "wi_patch", N))
@@ -187,7 +180,7 @@ def patch_section(v: View) -> None:
     code = ("a = explain.analyze(model, lm.transform, lm.data_config, img)\n"
             f"v = patch_life.follow(a, {patch}, {layer}{head_arg})\n")
     with right:
-        st.plotly_chart(v.chart("wi_traj", (patch, layer), wf.trajectory, pv.norm_trajectory, pv.cls_similarity,
+        cache.plotly_chart(v.chart("wi_traj", (patch, layer), wf.trajectory, pv.norm_trajectory, pv.cls_similarity,
                                 pv.self_similarity, layer), key="wi_traj", config=PLOTLY_CONFIG)
         v.exports("patch-trajectory", {"norm": pv.norm_trajectory, "cos_cls": pv.cls_similarity,
                                        "cos_embedding": pv.self_similarity},
@@ -217,7 +210,7 @@ def patch_section(v: View) -> None:
             lens_c, lens_p = cache.wi_patch_lens(v.ctx.spec, v.ctx.sha, a)  # (L, T, 5) each
             p_pred, top_c, top_p = patch_life.lens_layer(lens_c, lens_p, layer, n, a.grid, v.pred)  # (gh, gw)
             names = np.vectorize(v.name)(top_c)
-            st.plotly_chart(v.chart("wi_lens", (layer,), wf.lens_map, p_pred, names, top_p,
+            cache.plotly_chart(v.chart("wi_lens", (layer,), wf.lens_map, p_pred, names, top_p,
                                     f"p({v.name(v.pred)}) per patch", height=380), key="wi_lens",
                             config=PLOTLY_CONFIG)
             st.caption(f"Each patch token after block {layer} read by the head. Patch {patch} alone would say "

@@ -1,4 +1,5 @@
-"""Small widgets every page uses: the header (with the lecture chrome), PNG downloads, the code box."""
+"""Small widgets every page uses: the header (with the lecture chrome), PNG downloads, the exports
+of a view (PNG, numbers and code), the code box."""
 from __future__ import annotations
 
 import functools
@@ -7,9 +8,10 @@ import threading
 
 import streamlit as st
 
-from pages._ui import present
+from pages._ui import cache, present
 from pages._ui.sidebar import CURRENT, Ctx, ensure_app_navigation
-from vit_core.render import figures
+from pages._ui.site import SAMPLES
+from vit_core.render import export, figures
 
 
 def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
@@ -44,8 +46,15 @@ def _source(obj) -> str:
 
 
 def code_box(*objs) -> None:
-    """'In the code': the vit_core source that computed this page, read once per process."""
-    with st.expander("In the code", expanded=False):
+    """'In the code': the vit_core source that computed this page, read once per process.
+
+    Drawn only while open (``on_change="rerun"``): the source is kilobytes of text that every run
+    of every student would otherwise send for an expander few of them open.
+    """
+    box = st.expander("In the code", expanded=False, key="_code_open", on_change="rerun")
+    if not box.open:
+        return
+    with box:
         for obj in objs:
             st.caption(f"{obj.__module__}.{obj.__qualname__}")
             st.code(_source(obj), language="python")
@@ -70,3 +79,63 @@ def png_later(build, *args, filename: str, key: str, label: str = "Download PNG"
     needed on a normal run."""
     st.download_button(label, lambda: figures.to_png(build(*args)), file_name=filename, mime="image/png",
                        key=key, on_click="ignore")
+
+
+def exports(key: str, filename: str, png=None, arrays=None, code: str = "", label: str = "Download PNG") -> None:
+    """Take a view with you: its PNG, and a "Data & code" popover with the numbers behind it as .npz
+    and the Python code that recomputes them with vit_core.
+
+    Everything is deferred: the PNG is drawn and encoded and the arrays gathered and compressed
+    only when a button is clicked (which does not rerun the page), so a rerun costs nothing but
+    these few elements, whatever the arrays' size.
+
+    Args:
+        key: the PNG button's widget key; the .npz button's is ``key + "_npz"``.
+        filename: the downloads' name without extension (``.png`` and ``.npz`` are added).
+        png: an (H, W, 3) uint8 array, a ``(build, *args)`` tuple drawn on click, or None (no PNG).
+        arrays: a callable returning ``{name: array}`` (called on click), or such a dict.
+        code: the runnable snippet (``vit_core.render.export.script``), or a callable returning it
+            (called only while the popover is open).
+        label: the PNG button's label.
+    """
+    row = st.container(horizontal=True, gap="small")
+    with row:
+        if isinstance(png, tuple):
+            png_later(*png, filename=f"{filename}.png", key=key, label=label)
+        elif png is not None:
+            png_button(png, f"{filename}.png", key=key, label=label)
+        # Drawn only while open (a rerun when a student opens it): a page has up to five of these,
+        # and a class reruns every page many times without opening one.
+        pop = st.popover("Data & code", icon=":material/code:", key=f"{key}_dc", on_change="rerun")
+    if not pop.open:
+        return
+    with pop:
+        gather = arrays if callable(arrays) else lambda: arrays or {}
+        st.download_button("Numbers (.npz)", lambda: export.to_npz(**gather()), file_name=f"{filename}.npz",
+                           mime="application/octet-stream", key=f"{key}_npz", on_click="ignore")
+        code = code() if callable(code) else code
+        if code:
+            st.code(code, language="python")
+
+
+def image_path(ctx: Ctx) -> str:
+    """The image as a code snippet opens it: the bundled sample's path (relative to the project
+    root), the visitor's own file name, or a placeholder for a camera picture."""
+    return _image_path(ctx.image_name, ctx.sha)
+
+
+@functools.lru_cache(maxsize=1024)
+def _image_path(name: str, sha: str) -> str:
+    # Once per image: every export of every rerun asks. An upload may share a sample's name, so
+    # the bytes decide, not the name.
+    if (SAMPLES / name).is_file() and cache.sample_bytes(name)[1] == sha:
+        return f"assets/samples/{name}"
+    return name if "." in name and "/" not in name else "your_image.png"
+
+
+def take_away(key: str, filename: str, recipe: export.Recipe, ctx: Ctx | None = None,
+              label: str = "Download PNG") -> None:
+    """``exports`` of a vit_core recipe (its picture, numbers and script) for the sidebar's model and
+    image (``ctx``: the one sidebar() returned in this run when not passed)."""
+    ctx = ctx if ctx is not None else CURRENT.get()
+    exports(key, filename, recipe.png, recipe.numbers, lambda: export.script(recipe, ctx.spec, image_path(ctx)), label)

@@ -14,7 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import cache, sidebar
-from tests.support.apptest import ROOT, rerun, run, shown, square_png
+from tests.support.apptest import ROOT, open_all, rerun, run, shown, square_png
 from vit_core.analysis import faithfulness
 
 
@@ -124,13 +124,14 @@ def test_upload():
     rerun(at)
     assert hidden_line(at).startswith("80 of 196") and not at.error
     # the code boxes name the upload, not a sample
+    open_all(at)
     assert any("open('red.png', 'rb')" in c.value for c in at.code)
     assert not any("assets/samples" in c.value for c in at.code)
 
 
 def test_the_printed_code_runs(tmp_path):
     """Each 'Data & code' snippet is valid, runs against vit_core and prints its numbers."""
-    at = run("what_if", wi_truth="true", wi_follow="true")
+    at = open_all(run("what_if", wi_truth="true", wi_follow="true"))
     snippets = [c.value for c in at.code if c.value.startswith("from vit_core.io import images, loading")]
     assert len(snippets) >= 12
     cwd = os.getcwd()

@@ -42,3 +42,24 @@ def square_png(color) -> bytes:
     img.paste(Image.new("RGB", (120, 120), color), (90, 40))
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _popovers(node):
+    for child in getattr(node, "children", {}).values():
+        if getattr(child, "type", "") == "popover" and child.proto.popover.label == "Data & code":
+            yield child
+        yield from _popovers(child)
+
+
+def open_all(at: AppTest) -> AppTest:
+    """Opens every "Data & code" popover, as a student's click does (they draw only while open)."""
+    pops = data_and_code(at)
+    assert pops and all(not p.proto.popover.open and not p.children for p in pops)  # closed: empty
+    for pop in pops:
+        at.session_state[pop.proto.popover.id.split("-", 2)[2]] = True
+    return rerun(at)
+
+
+def data_and_code(at: AppTest) -> list:
+    """Every "Data & code" popover of the page (``widgets.exports``), wherever it is nested."""
+    return list(_popovers(at._tree))

@@ -1,9 +1,9 @@
 """Figures for the "What if?" page: a patch picker that shows what is hidden, deletion/insertion
-curves, the randomisation check, the per-patch logit lens, and the numbers behind each as .npz.
+curves, the randomisation check and the per-patch logit lens. ``to_npz`` (the numbers behind a view
+as .npz) moved to ``export``, which every page's exports share; it is still importable from here.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,16 +11,10 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 from vit_core.render import drawing, figures
+from vit_core.render.export import to_npz  # noqa: F401  re-exported: it was defined here first
 
 # one colour per method, the same in every chart of the page
 COLORS = {"raw_attention": "#2563eb", "rollout": "#c2410c", "chefer": "#15803d", "random": "#6b7280"}
-
-
-def to_npz(**arrays) -> bytes:
-    """The arrays in one compressed .npz file (np.load gives them back by name)."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return buf.getvalue()
 
 
 def mask_picker(image: np.ndarray, grid: tuple[int, int], patch: int, masked: Sequence[int] = (),

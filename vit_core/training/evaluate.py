@@ -47,6 +47,8 @@ from vit_core.analysis.shortcut import training_config, training_data_options, w
 from vit_core.data.shapes import CLASSES, ShapesConfig, generate
 from vit_core.data.source import step_seed
 from vit_core.model import VisionTransformer
+from vit_core.training.config import PRESETS
+from vit_core.training.sources import PLAIN_STREAM
 
 FRESH_SALT = 1_000_000_000  # published rule: fresh seed k = FRESH_SALT + FRESH_STRIDE * k
 FRESH_STRIDE = 7919
@@ -91,12 +93,18 @@ def seeds_in_use(train_config: dict) -> set[int]:
     seeds looked at during development: what a fresh seed's block must never contain.
 
     The training stream is the data source's own (``step_seed``): one seed per step's batch,
-    the augmentation stream, and for a fixed set its seed and one shuffle seed per epoch.
+    the augmentation stream, for a fixed set its seed and one shuffle seed per epoch, the plain
+    images' stream when ``plain_share`` is set, and every earlier stage's (``init_from="preset:..."``).
     """
     seed, steps = int(train_config.get("seed", 0)), int(train_config.get("max_steps") or TIME_LIMITED_STEPS)
     used = {step_seed(seed, s) for s in range(steps)} | {step_seed(seed, -10**6), seed}
     if train_config.get("train_size"):  # a fixed set, generated from `seed`, shuffled once per epoch
         used |= {step_seed(seed, -1 - e) for e in range(steps)}
+    if train_config.get("plain_share"):  # the plain half of each batch: its own stream (sources.mixed_batches)
+        used |= {step_seed(seed, PLAIN_STREAM + s) for s in range(steps)}
+    init = train_config.get("init_from") or ""
+    if init.startswith("preset:"):  # a later stage: what the earlier stages drew is used too
+        used |= seeds_in_use(PRESETS[init.split(":", 1)[1]].to_dict())
     if "val_seed" in train_config:
         used.add(int(train_config["val_seed"]))
     dev = set(generator_seeds(DEV_SEED, 1000)) | set(generator_seeds(DEV_ROLLOUT_SEED, 200)) | set(GALLERY_SEEDS)
