@@ -4,7 +4,6 @@ import streamlit as st
 import torch
 
 from pages._ui import cache, present
-from pages._ui.cache import get_relevance
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import code_box, font_size, header, take_away
@@ -85,11 +84,20 @@ def relevance() -> None:
             st.image(cache.encoded("pred_roll", view + (cmap,), *roll.png), width="stretch", output_format="JPEG")
             take_away("pred_dl_roll", "rollout", roll, ctx)
     rel_maps = {}
+    ready = all(cache.has_relevance(ctx.spec, ctx.sha, int(c)) for c in (c1, c2))
+    if not ready and cache.param_count(ctx.spec) > cache.RELEVANCE_ON_REQUEST_PARAMS \
+            and not st.session_state.get("pred_rel_on"):
+        with g1:  # a class of 100 would otherwise queue 200 backward passes few of them look at
+            st.button("Compute the relevance maps", key="pred_rel_go", icon=":material/play_arrow:",
+                      on_click=lambda: st.session_state.update(pred_rel_on=True))
+            st.caption("Each class map is a backward pass through this large model (about a second "
+                       "on a CPU): computed when you ask, and then shared with everyone viewing this image.")
+        return
     for col, cls, tag in ((g1, c1, "A"), (g2, c2, "B")):
         with col:
             try:
                 with st.spinner(f"Back-propagating {name(cls)}…"):
-                    rel_maps[tag] = get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
+                    rel_maps[tag] = cache.get_relevance(ctx.spec, ctx.sha, int(cls), ctx.image_bytes)
             except Exception as err:  # a class map must never break the page
                 st.error(f"The relevance map for {name(cls)} could not be computed: {err}")
                 continue

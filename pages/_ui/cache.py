@@ -51,15 +51,28 @@ def analysis_ready(spec: str, sha: str) -> bool:
     return (spec, sha) in heavy.ANALYSES
 
 
-def get_relevance(spec: str, sha: str, target: int, data: bytes,
-                  on_wait: heavy.WaitCallback | None = None) -> np.ndarray:
-    """Chefer et al. relevance (gh, gw) for one class (a backward pass: through the queue)."""
+def get_relevance(spec: str, sha: str, target: int, data: bytes) -> np.ndarray:
+    """Chefer et al. relevance (gh, gw) for one class: a backward pass, through the fair queue
+    (the waiting student sees the place in line), then shared."""
     def compute() -> np.ndarray:
         loaded = get_model(spec)
         x = loaded.transform(images.load_image(data)).unsqueeze(0)  # (1, 3, H, W)
         x = x.to(next(loaded.model.parameters()).device)
         return maps.class_relevance(loaded.model, x, target).numpy()
-    return heavy.RESULTS.get(("relevance", spec, sha, target), compute, on_wait)
+    return gated(("relevance", spec, sha, target), compute)
+
+
+def has_relevance(spec: str, sha: str, target: int) -> bool:
+    return ("relevance", spec, sha, target) in heavy.RESULTS
+
+
+# A backward pass through a model this large takes about a second on a 2-core CPU: on request only.
+RELEVANCE_ON_REQUEST_PARAMS = 20_000_000
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def param_count(spec: str) -> int:
+    return sum(p.numel() for p in get_model(spec).model.parameters())
 
 
 # --- heavy work keyed on a student's image: the fair queue, a byte-bounded cache ------------------

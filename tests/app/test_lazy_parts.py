@@ -12,3 +12,26 @@ def test_code_box_sends_the_source_only_when_open():
     rerun(at)
     opened = [c.value for c in at.code]
     assert any(c.lstrip().startswith(("def ", "class ", "@")) for c in opened), opened[:1]
+
+
+def test_large_models_compute_relevance_on_request(monkeypatch):
+    """Above the size threshold the Prediction page asks before two backward passes per image."""
+    from pages._ui import cache, heavy
+
+    monkeypatch.setattr(cache, "RELEVANCE_ON_REQUEST_PARAMS", 0)  # the bundled model counts as large
+    heavy.RESULTS.clear()
+    at = run("prediction")
+    assert not [k for k in _result_keys() if k[0] == "relevance"]  # nothing computed yet
+    assert not any(m.value.startswith("**A:") for m in at.markdown)
+    at.button(key="pred_rel_go").click()
+    rerun(at)
+    assert sum(k[0] == "relevance" for k in _result_keys()) == 2
+    assert any(m.value.startswith("**A:") for m in at.markdown) and any(m.value.startswith("**B:") for m in at.markdown)
+    assert any("Correlation between the two relevance maps" in m.value for m in at.markdown)
+
+
+def _result_keys():
+    from pages._ui import heavy
+
+    with heavy.RESULTS._lock:
+        return list(heavy.RESULTS._items)
