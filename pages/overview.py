@@ -4,10 +4,12 @@ import streamlit as st
 
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
+from pages._ui.site import PLOTLY_CONFIG
 from pages._ui.widgets import code_box, font_size, header, png_later
-from vit_core.analysis import explain
+from vit_core.analysis import explain, walk
 from vit_core.analysis import lecture as lec
 from vit_core.render import figures, views
+from vit_core.render import walk as walk_view
 
 INTRO = ("A Vision Transformer (Dosovitskiy et al., 2020) reads an image the way BERT reads a sentence: "
          "it cuts the image into square **patches**, turns each patch into a vector (a *word*), and lets "
@@ -85,6 +87,31 @@ st.html(
 )
 
 fs = font_size()
+
+
+WALK_NO_BUTTONS = ["zoom2d", "pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "resetScale2d"]
+
+
+def walk_figure(size: int):
+    """Built once per (model, image, font size) by cache.chart and shared by every session."""
+    # the main column is ~800 px wide beside the sidebar, ~1180 px on the projector: wraps each sentence
+    return walk_view.walk_figure(walk.walk(a, ctx.loaded.model), names, font_size=size,
+                                 width_px=1180 if PRESENT else 800)
+
+
+# Built when opened (open by default on the projector): each new image's animation costs ~0.4 s to
+# build and ~600 KB to send, which a class uploading 100 photos would pay on its first page.
+walk_box = st.expander("Watch it once: your image through the ViT, animated", expanded=PRESENT, key="ov_walk_open",
+                       on_change="rerun", icon=":material/play_circle:")
+if walk_box.open:
+    with walk_box:
+        # zoom, pan and select do nothing useful on an animation: a short mode bar leaves the sentence clear
+        cache.plotly_chart(cache.chart("ov_walk", view + (fs,), walk_figure, fs), key="ov_walk",
+                           config=dict(PLOTLY_CONFIG, modeBarButtonsToRemove=WALK_NO_BUTTONS))
+        st.caption(f"Press Play, or drag the slider. Every picture and number is a tensor of this image in the "
+                   f"loaded model; the row of tokens shows {len(walk.shown_dims(D, T, walk.BUDGET))} of the {D} "
+                   f"dimensions of each token.")
+
 if not PRESENT:  # (shown at the top in presentation mode)
     left, mid, right = st.columns([1, 1, 1])
     with left:
@@ -99,7 +126,7 @@ st.subheader("4. The prediction")
 if a.probs.size:
     top = np.argsort(a.probs)[::-1][:5]
     labels = [ctx.class_name(i) for i in top]
-    st.plotly_chart(cache.chart("ov_top5", view + (fs,), figures.bar_chart, labels, a.probs[top],
+    cache.plotly_chart(cache.chart("ov_top5", view + (fs,), figures.bar_chart, labels, a.probs[top],
                                 title="Top-5 classes", font_size=fs), key="top5")
     st.markdown(f"The model says **{labels[0]}** with probability **{a.probs[top[0]]:.1%}**.")
 else:

@@ -9,7 +9,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, header, png_button
+from pages._ui.widgets import clamp_state, header, png_later
 from pages._ui.what_if_view import MODE_NAMES, NAMES, POS_NAMES, View, patch_section, truth_section
 from vit_core.analysis import faithfulness, interventions
 from vit_core.render import figures
@@ -71,11 +71,10 @@ def clicked(mode: str) -> None:
         with st.spinner("Running the model on the hidden image…"):
             r = run(masked, mode)
         st.markdown(f"{len(masked)} of {N} patches hidden. Prediction: " + verdict(r))
-        img = with_rollout(r)
-        st.image(img, width="stretch", caption="What the model sees, with its rollout")
+        st.image(v.rollout_picture(r), width="stretch", caption="What the model sees, with its rollout")
         exports("hidden", {"hidden": np.array(masked, int), "probs": r.probs, "rollout": r.rollout},
                 f"xh = iv.mask_patches(x, {masked}, {P}, {mode!r})\nr = iv.run(model, xh, lm.data_config)\n"
-                "print(r.probs.argmax(), r.probs.max())", img)
+                "print(r.probs.argmax(), r.probs.max())", (with_rollout, r))
     if C:
         top5(r, "wi_top5_hidden", f"Top-{min(5, C)} with {len(masked)} patches hidden")
 
@@ -95,16 +94,17 @@ def top_vs_random(mode: str) -> None:
     top, rnd = interventions.top_patches(sal, k), interventions.random_patches(N, k, int(seed))
     r_top, r_rnd = run(top, mode), run(rnd, mode)
     cols = st.columns(3)
-    shown = {"map": figures.overlay(v.big, sal, "inferno", 0.6),
-             "top": wf.hidden_view(r_top.image, top, P), "random": wf.hidden_view(r_rnd.image, rnd, P)}
+    shown = {"map": (r_top, f"wi_topk_map_{method}", lambda: figures.overlay(v.big, sal, "inferno", 0.6)),
+             "top": (r_top, "wi_topk_hidden", wf.hidden_view, r_top.image, top, P),
+             "random": (r_rnd, "wi_topk_hidden", wf.hidden_view, r_rnd.image, rnd, P)}
     titles = {"map": f"The {NAMES[method]} map", "top": f"Its top {k} hidden", "random": f"{k} random hidden"}
-    for col, (key, img) in zip(cols, shown.items()):
+    for col, (key, (r, kind, build, *args)) in zip(cols, shown.items()):
         with col:
             st.markdown(f"**{titles[key]}**")
-            st.image(img, width="stretch")
+            st.image(v.picture(kind, r, build, *args), width="stretch")
             if key != "map":
                 st.markdown(verdict(r_top if key == "top" else r_rnd))
-            png_button(img, f"what-if-topk-{key}.png", key=f"wi_png_topk_{key}")
+            png_later(build, *args, filename=f"what-if-topk-{key}.png", key=f"wi_png_topk_{key}")
     drop_top, drop_rnd = a.probs[pred] - r_top.probs[pred], a.probs[pred] - r_rnd.probs[pred]
     st.markdown(f"If the map points at the evidence, hiding its top {k} patches must hurt more than hiding "
                 f"{k} random ones. Here: **{drop_top:+.1%}** lost vs **{drop_rnd:+.1%}** "
@@ -164,7 +164,7 @@ def pos_readout_section() -> None:
     for col, (pos, r) in zip(cols, runs.items()):
         with col:
             st.markdown(f"**{POS_NAMES[pos]}**: " + verdict(r))
-            st.image(with_rollout(r), width="stretch", caption="rollout")
+            st.image(v.rollout_picture(r), width="stretch", caption="rollout")
     exports("positions", {f"probs_{p}": r.probs for p, r in runs.items()},
             "for pos in iv.POS_MODES:\n    print(pos, iv.forward_with(model, x, pos=pos).probs.max())")
     page_link("pages/position_embeddings.py", "3 · Position embeddings: what the model learned about places")
@@ -201,25 +201,28 @@ def size_section() -> None:
         r = run(size=size)
     left, right = st.columns(2)
     with left:
-        img = with_rollout(r)
-        st.image(img, width="stretch", caption=f"{size} x {size} px: {r.grid[0]} x {r.grid[1]} = "
+        st.image(v.rollout_picture(r), width="stretch", caption=f"{size} x {size} px: {r.grid[0]} x {r.grid[1]} = "
                                                f"{r.grid[0] * r.grid[1]} patches, rollout on top")
     with right:
         st.markdown(f"**{r.grid[0] * r.grid[1] + n}** tokens ({N + n} at {S0} px); prediction: " + verdict(r))
         exports("size", {"probs": r.probs, "rollout": r.rollout},
                 f"xs = iv.input_at_size(img, lm.data_config, {size}, {P})\n"
-                "r = iv.run(model, xs, lm.data_config)\nprint(r.grid, r.probs.max())", img)
+                "r = iv.run(model, xs, lm.data_config)\nprint(r.grid, r.probs.max())", (with_rollout, r))
     page_link("pages/position_embeddings.py", "3 · Position embeddings")
 
 
-if C:
-    hide_section()
-    shuffle_section()
-    pos_readout_section()
-    size_section()
-else:
+# One experiment at a time, in tabs that run only when shown (bound to the URL: a link opens the
+# lecturer's tab). The page used to run all seven for every student on every visit: the costliest
+# page of the walk, and a click on a patch re-sent all of them.
+SECTIONS = {"Hide patches": hide_section, "Shuffle": shuffle_section,
+            "Positions and readout": pos_readout_section, "Another size": size_section,
+            "Follow one patch": lambda: patch_section(v),
+            "Do the maps tell the truth?": lambda: truth_section(v)}  # the costliest: many passes
+if not C:
     st.info("This model has no classification head (a feature extractor), so there is no prediction to "
             "change: only **Follow one patch** applies.")
-patch_section(v)
-if C:
-    truth_section(v)  # last: the costliest section (many forward passes and a few backward ones)
+    SECTIONS = {"Follow one patch": SECTIONS["Follow one patch"]}
+for tab, section in zip(st.tabs(list(SECTIONS), key="wi_tab", bind="query-params"), SECTIONS.values()):
+    if tab.open:
+        with tab:
+            section()

@@ -37,7 +37,7 @@ class View:
         self.N, self.C, self.S0 = a.grid[0] * a.grid[1], a.probs.size, cfg.img_size
         self.pred = int(a.probs.argmax()) if self.C else -1
         self.has_cls = cfg.class_token
-        self.big = figures.upscale_to(a.image)
+        self._keys: dict[int, tuple] = {}
         self.fs = font_size()  # chart text: larger in presentation mode
         path = image_path(self.ctx)
         self.prelude = ("from vit_core.io import images, loading\n"
@@ -56,8 +56,22 @@ class View:
 
     def run(self, hidden=(), mode: str = "mean", pos: str = "learned", readout: str = "", size: int | None = None):
         """The cached interventions.Run of this image under the given changes."""
-        return cache.wi_run(self.ctx.spec, self.ctx.sha, tuple(sorted(int(p) for p in hidden)), mode, pos,
-                            readout, size or self.S0, self.ctx.image_bytes)
+        key = (tuple(sorted(int(p) for p in hidden)), mode, pos, readout, size or self.S0)
+        r = cache.wi_run(self.ctx.spec, self.ctx.sha, *key, self.ctx.image_bytes)
+        self._keys[id(r)] = key  # this run's pictures of r are cached under the change that made it
+        return r
+
+    def picture(self, kind: str, r, build, *args) -> bytes:
+        """``build(*args)`` as JPEG bytes, drawn once per (model, image, change of ``r``) and shared:
+        st.image would encode the array again on every run of every student."""
+        return cache.encoded(kind, (self.ctx.spec, self.ctx.sha) + self._keys[id(r)], build, *args)
+
+    def rollout_picture(self, r) -> bytes:
+        return self.picture("wi_roll", r, self.with_rollout, r)
+
+    @property
+    def big(self) -> np.ndarray:
+        return figures.upscale_to(self.a.image)
 
     def exports(self, key: str, arrays: dict, code: str, img=None) -> None:
         """The PNG of a picture, the numbers behind a figure as .npz and the code that recomputes them

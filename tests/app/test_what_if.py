@@ -28,17 +28,35 @@ def hidden_line(at: AppTest) -> str:
     return next(m.value for m in at.markdown if "patches hidden. Prediction" in m.value)
 
 
+TABS = {"Hide patches": "Hide patches", "Shuffle": "Shuffle the patches",
+        "Positions and readout": "Take the position embeddings away", "Another size": "Another input size",
+        "Follow one patch": "Follow one patch", "Do the maps tell the truth?": "Do the maps tell the truth?"}
+
+
+def tab(at: AppTest, label: str) -> AppTest:
+    """Shows one tab of the page, as a click on it does (only the open tab runs)."""
+    at.session_state["wi_tab"] = label
+    return rerun(at)
+
+
+def test_each_tab_runs_alone():
+    at = run("what_if")
+    assert [h.value for h in at.subheader] == ["Hide patches"]  # the other experiments cost nothing
+    for label, heading in TABS.items():
+        tab(at, label)
+        assert heading in [h.value for h in at.subheader][:1], (label, [h.value for h in at.subheader])
+        assert not any(h.value in TABS.values() for h in at.subheader if h.value != heading)
+
+
 def test_sample_every_section(monkeypatch):
     at = run("what_if", wi_truth="true", wi_follow="true")
     a, loaded = shown(at)
     spec, sha, data = loaded.spec, *_sample(at)
     names, pred = loaded.class_names, int(a.probs.argmax())
-    body = text(at)
     assert hidden_line(at).startswith(f"0 of {a.grid[0] * a.grid[1]} patches hidden. Prediction: **{names[pred]}**")
-    for needed in ("Shuffle the patches", "Take the position embeddings away", "Another input size",
-                   "Do the maps tell the truth?", "Follow one patch"):
-        assert any(needed in h.value for h in at.subheader), needed
+    body = "\n".join(text(tab(at, label)) for label in TABS)
     assert "App. D.4, Table 8" in body and "Sec. 3.2" in body and "Petsiuk" in body and "Adebayo" in body
+    tab(at, "Hide patches")
 
     # hide the 30 most-attended patches (rollout): the shown probability is the cache's, and lower
     top = np.argsort(a.rollout[-1][0, 1:])[::-1][:30].tolist()
@@ -60,6 +78,7 @@ def test_sample_every_section(monkeypatch):
     assert "hiding its top 20 patches" in line and re.search(r"\*\*[+-][0-9.]+%\*\* lost vs \*\*[+-][0-9.]+%\*\*", line)
 
     # shuffle: without position embeddings the outputs are the same set
+    tab(at, "Shuffle")
     at.radio(key="wi_shuf_pos").set_value("none")
     rerun(at)
     ok = next(s.value for s in at.success if "shuffled order" in s.value)
@@ -70,18 +89,20 @@ def test_sample_every_section(monkeypatch):
     assert any("let the model see the shuffle" in s.value for s in at.success)
 
     # another input size
+    tab(at, "Another size")
     at.radio(key="wi_size").set_value(160)
     rerun(at)
     assert "**101** tokens (197 at 224 px)" in text(at)
 
     # deletion/insertion table = the cache's figures; randomisation strip and chart shown
-    table = at.table[0].value
+    table = tab(at, "Do the maps tell the truth?").table[0].value
     res = cache.wi_deletion(spec, sha, "rollout", 16, "blur", data)
     row = table[table["map"] == faithfulness.METHOD_NAMES["rollout"]].iloc[0]
     assert row["deletion area (lower is better)"] == f"{res.deletion_auc:.3f}"
     assert row["insertion area (higher is better)"] == f"{res.insertion_auc:.3f}"
 
     # follow one patch: layer and patch sliders move the captions
+    tab(at, "Follow one patch")
     at.slider(key="wi_layer").set_value(1)
     at.slider(key="wi_patch").set_value(0)
     rerun(at)
@@ -97,16 +118,21 @@ def _sample(at: AppTest) -> tuple[str, bytes]:
 
 
 def test_deep_link_restores_the_view():
-    """Bound widgets with a format_func carry the label shown in the URL (Streamlit's choice)."""
-    at = run("what_if", wi_truth="true", wi_follow="true", wi_hide="top-k of a map vs k random", wi_k="7", wi_mode="random noise",
-             wi_shuf_pos="all the same (their mean)", wi_size="288", wi_patch="20", wi_layer="2",
-             wi_head="head 1", wi_rand_method="attention rollout", wi_steps="8")
+    """Bound widgets with a format_func carry the label shown in the URL (Streamlit's choice); the tab
+    is in the link too, so a student's phone opens the experiment on the projector."""
+    at = run("what_if", wi_hide="top-k of a map vs k random", wi_k="7", wi_mode="random noise")
     assert at.radio(key="wi_hide").value == "topk" and at.slider(key="wi_k").value == 7
-    assert at.selectbox(key="wi_mode").value == "noise" and at.radio(key="wi_shuf_pos").value == "mean"
+    assert at.selectbox(key="wi_mode").value == "noise"
+    at = run("what_if", wi_tab="Shuffle", wi_shuf_pos="all the same (their mean)")
+    assert at.radio(key="wi_shuf_pos").value == "mean"
+    at = run("what_if", wi_tab="Another size", wi_size="288")
     assert at.radio(key="wi_size").value == 288 and "**325** tokens" in text(at)
+    at = run("what_if", wi_tab="Follow one patch", wi_follow="true", wi_patch="20", wi_layer="2", wi_head="head 1")
     assert (at.slider(key="wi_patch").value, at.slider(key="wi_layer").value) == (20, 2)
-    assert at.selectbox(key="wi_head").value == "1" and at.slider(key="wi_steps").value == 8
-    assert at.selectbox(key="wi_rand_method").value == "rollout"
+    assert at.selectbox(key="wi_head").value == "1"
+    at = run("what_if", wi_tab="Do the maps tell the truth?", wi_truth="true", wi_rand_method="attention rollout",
+             wi_steps="8")
+    assert at.slider(key="wi_steps").value == 8 and at.selectbox(key="wi_rand_method").value == "rollout"
     at = run("what_if", wi_masked=["3", "17"])
     assert at.multiselect(key="wi_masked").value == [3, 17] and hidden_line(at).startswith("2 of 196")
 
@@ -131,8 +157,11 @@ def test_upload():
 
 def test_the_printed_code_runs(tmp_path):
     """Each 'Data & code' snippet is valid, runs against vit_core and prints its numbers."""
-    at = open_all(run("what_if", wi_truth="true", wi_follow="true"))
-    snippets = [c.value for c in at.code if c.value.startswith("from vit_core.io import images, loading")]
+    at = run("what_if", wi_truth="true", wi_follow="true")
+    snippets = []
+    for label in TABS:
+        open_all(tab(at, label))
+        snippets += [c.value for c in at.code if c.value.startswith("from vit_core.io import images, loading")]
     assert len(snippets) >= 12
     cwd = os.getcwd()
     os.chdir(ROOT)
@@ -167,12 +196,14 @@ def test_unusual_models(tmp_path, monkeypatch, kind):
     monkeypatch.setattr(sidebar, "model_choices", lambda: [(spec, f"tiny {kind}")])
     monkeypatch.setattr(sidebar, "default_spec", lambda: spec)
     at = run("what_if", wi_follow="true")
-    body = text(at)
+    body = text(tab(at, "Follow one patch"))
     assert "Token norms after block 2" in body
     if kind == "features":
         assert "no classification head" in body
     else:
-        assert "no [CLS] token" in body and "patches hidden" in hidden_line(at)
+        assert "no [CLS] token" in text(tab(at, "Do the maps tell the truth?"))
+        tab(at, "Hide patches")
+        assert "patches hidden" in hidden_line(at)
         at.radio(key="wi_hide").set_value("topk")
         rerun(at)
         assert "no [CLS] token" in text(at)
@@ -183,7 +214,9 @@ def test_presentation_mode_enlarges_every_chart():
     import json
 
     at = run("what_if", present="1", wi_truth="true", wi_follow="true")
-    specs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    specs = {}
+    for label in TABS:
+        specs.update({c.key: json.loads(c.proto.spec) for c in tab(at, label).get("plotly_chart")})
     assert {"wi_top5_hidden", "wi_deletion", "wi_insertion", "wi_rand_corr", "wi_traj", "wi_lens"} <= set(specs)
     for key, spec in specs.items():
         lay = spec["layout"]
