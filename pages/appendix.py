@@ -21,7 +21,7 @@ header("Appendix: self-attention",
 
 a = ctx.analysis()
 L, h, T = a.depth, a.num_heads, a.num_tokens
-d = a.q.shape[-1]
+d = a.head_dim
 D = a.tokens.shape[-1]
 M = int(cfg.embed_dim * cfg.mlp_ratio)
 n = a.num_prefix_tokens
@@ -70,7 +70,8 @@ def check() -> None:
     k1, _, k2 = st.columns([5, 1, 5], gap="large")
     layer = k1.slider(f"Layer (1 to {L})", 1, L, L, key="app_layer", bind="query-params") - 1
     head = k2.slider(f"Head (1 to {h})", 1, h, 1, key="app_head", bind="query-params") - 1
-    sm = attention_views.head_softmax(a, layer, head)
+    qkv = cache.layer_qkv(ctx.spec, ctx.sha, layer, a)  # not kept in the analysis: recomputed, shared
+    sm = attention_views.head_softmax(a, qkv, layer, head)
     fs = font_size()
     left, right = st.columns([3, 2])
     with left:
@@ -80,7 +81,7 @@ def check() -> None:
         cache.plotly_chart(fig, key="app_heat", config=PLOTLY_CONFIG)
     with right:
         st.metric("Largest difference from the model's own attention", f"{sm.diff:.1e}")
-        st.markdown(f"Recomputed here from the cached Q and K with NumPy in float64; the model computed it in "
+        st.markdown(f"Recomputed here from the model's Q and K with NumPy in float64; the model computed it in "
                     f"float32 inside PyTorch. Each row sums to 1 (largest error {sm.row_sum_error:.0e}).")
         st.markdown(f"**Why divide by √d_k?** A dot product of two d_k-dimensional vectors grows with d_k. Here "
                     f"the raw scores q·k have a standard deviation of **{sm.raw.std():.2f}**; divided by √{d} = "

@@ -22,7 +22,7 @@ header("4 · Self-attention", "" if PRESENT else INTRO)
 
 a = ctx.analysis()
 L, h, T, n = a.depth, a.num_heads, a.num_tokens, a.num_prefix_tokens
-hd = a.q.shape[-1]
+hd = a.head_dim
 view = (ctx.spec, ctx.sha)
 
 
@@ -65,7 +65,8 @@ def one_row() -> None:
         layer, head, query = controls(stacked=False)
         st.latex(formula)
         left, right = st.columns([1, 1])
-    s = attention_views.attention_step(a, layer, head, query)
+    qkv = cache.layer_qkv(ctx.spec, ctx.sha, layer, a)  # not kept in the analysis: recomputed, shared
+    s = attention_views.attention_step(a, qkv, layer, head, query)
     fs = font_size()
     row = view + (layer, head, query)
 

@@ -220,7 +220,8 @@ def _env_int(name: str, default: int) -> int:
 # One gate for every forward or backward pass the pages trigger, one slot per core by default.
 SLOTS = _env_int("VIT_ANALYSIS_SLOTS", os.cpu_count() or 1)
 GATE = FairGate(SLOTS)
-# Per-image analyses: a ViT-B/16 analysis holds ~50 MB (q, k, v, attention of 12 layers).
+# Per-image analyses: a ViT-B/16 analysis holds ~32 MB (attention of 12 layers 21 MB, tokens 7.5 MB;
+# q, k, v are recomputed per layer on request, into RESULTS).
 ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 1200) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)

@@ -89,14 +89,17 @@ def test_the_exports_follow_the_widgets(deferred):
     at.slider(key="sa_q").set_value(9)
     rerun(at)
     name, arrays, code = takeaways(at, deferred)[0]
-    assert name == "scores-L2-H3-q9.npz" and "attention_step(a, layer=1, head=2, query=9)" in code
+    assert name == "scores-L2-H3-q9.npz" and "attention_step(a, qkv, layer=1, head=2, query=9)" in code
     ns = run_from_root(code)
     assert np.allclose(ns["numbers"]["scores"], arrays["scores"])
 
 
 def test_what_if_uses_the_shared_exports(deferred):
     at = run("what_if", wi_follow="true")
-    found = takeaways(at, deferred)
+    found = []
+    for label in ("Hide patches", "Shuffle", "Positions and readout", "Another size", "Follow one patch"):
+        at.session_state["wi_tab"] = label  # one experiment per tab: each tab's exports in turn
+        found += takeaways(rerun(at), deferred)
     assert len(found) >= 10
     assert all(code.startswith("from vit_core.io import images, loading") for _, _, code in found)
     hidden = next(arrays for name, arrays, _ in found if name == "what-if-hidden.npz")

@@ -12,11 +12,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pages._ui import sidebar
+from pages._ui import heavy, sidebar
+from pages._ui.site import SAMPLES
 from tests.support.apptest import rerun, run, shown, square_png
 from vit_core.analysis import maps
 from vit_core.analysis import attention_views
 from vit_core.analysis import explain
+from vit_core.io import images
 
 
 def text(at: AppTest) -> str:
@@ -24,6 +26,11 @@ def text(at: AppTest) -> str:
     parts = [e.value for kind in ("markdown", "caption", "success", "error", "info") for e in getattr(at, kind)]
     captions = [c for img in at.get("image") for c in img.captions]
     return "\n".join(parts + captions + [f"{m.label}={m.value}" for m in at.metric])
+
+
+def a_sha(at: AppTest) -> str:
+    """SHA-256 of the sample the page shows (its cache key)."""
+    return images.image_sha256((SAMPLES / at.selectbox(key="sample").value).read_bytes())
 
 
 def number(pattern: str, s: str) -> float:
@@ -35,12 +42,12 @@ def number(pattern: str, s: str) -> float:
 # --- 4 · Self-attention ----------------------------------------------------------------------
 def test_self_attention_numbers_and_widgets():
     at = run("self_attention")
-    a, _ = shown(at)
+    a, loaded = shown(at)
     n, T = a.num_prefix_tokens, a.num_tokens
     assert number(r"within \*\*([0-9.e+-]+)\*\*", at.success[0].value) < 1e-5
     assert number(r"two: \*\*([0-9.e+-]+)\*\*", text(at)) < 1e-5
     assert "Query: **token 0 = [CLS]** · layer 1 · head 1" in text(at)
-    s = attention_views.attention_step(a, 0, 0, 0)
+    s = attention_views.attention_step(a, explain.layer_qkv(loaded.model, a, 0), 0, 0, 0)
     assert at.metric[0].value == f"{s.scores.max():.2f}"
     assert f"T = {T}" in text(at)
 
@@ -49,12 +56,18 @@ def test_self_attention_numbers_and_widgets():
     at.slider(key="sa_head").set_value(head + 1)
     at.slider(key="sa_q").set_value(query)
     rerun(at)
-    s2 = attention_views.attention_step(a, layer, head, query)
+    s2 = attention_views.attention_step(a, explain.layer_qkv(loaded.model, a, layer), layer, head, query)
     assert (f"Query: **token {query} = patch {a.grid[1] + 1} (row 1, column 1)** · layer {a.depth} · "
             f"head {a.num_heads}") in text(at)
     assert at.metric[0].value == f"{s2.scores.max():.2f}" and s2.softmax_diff < 1e-5
     assert f"attn[layer {a.depth}, head {a.num_heads}, query {query}]" in at.success[0].value
     assert np.allclose(s2.stored, a.attn[layer, head, query]) and s2.out_diff < 1e-5
+    # the analysis keeps no q, k, v: the page recomputed the two layers shown, once each, into the
+    # shared results cache (a class on the same layer shares them)
+    spec, sha = at.selectbox(key="model").value, a_sha(at)
+    for l in (0, layer):
+        kept = heavy.RESULTS.get(("qkv", spec, sha, l), lambda: pytest.fail(f"layer {l} not cached"))
+        assert all(np.array_equal(x, y) for x, y in zip(kept, explain.layer_qkv(loaded.model, a, l)))
 
 
 def test_self_attention_cost_calculator():

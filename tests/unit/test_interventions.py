@@ -182,8 +182,8 @@ def test_high_norm_outliers_are_flagged():
     toks = rng.normal(size=(3, 1 + 16, 8)).astype(np.float32)  # (L+1, T, D), a 4 x 4 grid
     toks[2, 1 + 5] *= 20  # one patch token with a huge norm after block 2
     a = explain.Analysis(image=np.zeros((8, 8, 3), np.uint8), grid=(4, 4), patch_size=2, num_prefix_tokens=1,
-                         patches=np.zeros(0), patch_embed=np.zeros(0), tokens=toks, q=np.zeros(0),
-                         k=np.zeros(0), v=np.zeros(0), attn=np.full((2, 1, 17, 17), 1 / 17, np.float32),
+                         patches=np.zeros(0), patch_embed=np.zeros(0), tokens=toks,
+                         attn=np.full((2, 1, 17, 17), 1 / 17, np.float32),
                          rollout=np.zeros(0), distance=np.zeros(0), probs=np.zeros(0), lens=np.zeros(0),
                          conv_unfold_diff=0.0, seconds=0.0)
     assert patch_life.follow(a, 0, 2).outliers.tolist() == [5]

@@ -223,18 +223,24 @@ def test_mosaic_pitch_matches_the_drawing(grid, tile):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return tiny_analysis(32, 2, 40, 4)[0]
+def tiny_and_model():
+    return tiny_analysis(32, 2, 40, 4)
 
 
-def test_head_softmax_is_what_the_model_computed(tiny):
-    a = tiny
+@pytest.fixture(scope="module")
+def tiny(tiny_and_model):
+    return tiny_and_model[0]
+
+
+def test_head_softmax_is_what_the_model_computed(tiny_and_model):
+    a, model = tiny_and_model
     for layer in range(a.depth):
+        qkv = explain.layer_qkv(model, a, layer)
         for head in range(a.num_heads):
-            s = attention_views.head_softmax(a, layer, head)
+            s = attention_views.head_softmax(a, qkv, layer, head)
             assert s.diff < 1e-5 and s.row_sum_error < 1e-12
-            assert np.allclose(s.scores, s.raw / np.sqrt(a.q.shape[-1]))
-            row = attention_views.attention_step(a, layer, head, 0)
+            assert np.allclose(s.scores, s.raw / np.sqrt(a.head_dim))
+            row = attention_views.attention_step(a, qkv, layer, head, 0)
             assert np.allclose(s.weights[0], row.weights)
 
 

@@ -2,7 +2,9 @@
 
 Everything takes the cached ``explain.Analysis`` (numpy arrays) and returns numpy arrays or
 numbers: one attention row recomputed from q, k and v, [CLS] and query attention maps, head
-fusion, attention distances and logit-lens tables. No Streamlit; definitions follow ALGORITHMS.md.
+fusion, attention distances and logit-lens tables. The analysis does not keep q, k and v: the
+functions that need them take one layer's, from ``explain.layer_qkv``. No Streamlit; definitions
+follow ALGORITHMS.md.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 
 from vit_core.analysis import maps, patches
-from vit_core.analysis.explain import Analysis
+from vit_core.analysis.explain import QKV, Analysis
 from vit_core.io import loading
 
 FUSIONS = ("mean", "max", "min")
@@ -53,6 +55,14 @@ def query_similarity(a: Analysis, layer: int, head: str | int = "mean") -> float
     return float((c.sum() - np.trace(c)) / (k * (k - 1)))
 
 
+def _check_qkv(a: Analysis, qkv: QKV) -> None:
+    """Refuse q, k, v that cannot belong to ``a`` (another model, or all layers stacked)."""
+    want = (a.num_heads, a.num_tokens, a.head_dim)
+    got = [t.shape for t in qkv]
+    if len(got) != 3 or any(g != want for g in got):
+        raise ValueError(f"qkv must be one layer's (q, k, v), each (h, T, hd) = {want}; got {got}")
+
+
 @dataclass(frozen=True)
 class AttentionStep:
     """softmax(q K^T / sqrt(d)) V for one layer, head and query token, recomputed from q, k, v."""
@@ -64,22 +74,35 @@ class AttentionStep:
     stored: np.ndarray  # (T,) the model's own attention row a.attn[layer, head, query]
     softmax_diff: float  # max |weights - stored|
     out: np.ndarray  # (hd,) sum_j weights_j v_j
-    out_ref: np.ndarray  # (hd,) (a.attn @ a.v)[layer, head, query]
+    out_ref: np.ndarray  # (hd,) a.attn[layer, head, query] @ v[head]
     out_diff: float  # max |out - out_ref|
     best_key: int  # the key with the highest score
 
 
-def attention_step(a: Analysis, layer: int, head: int, query: int) -> AttentionStep:
-    """Recompute one attention row from the model's real q, k, v (layer, head 0-based)."""
-    q = a.q[layer, head, query].astype(np.float64)  # (hd,)
-    k = a.k[layer, head].astype(np.float64)  # (T, hd)
-    v = a.v[layer, head].astype(np.float64)  # (T, hd)
+def attention_step(a: Analysis, qkv: QKV, layer: int, head: int, query: int) -> AttentionStep:
+    """Recompute one attention row from the model's real q, k, v.
+
+    Args:
+        a: the image's analysis (for the model's own attention row).
+        qkv: layer ``layer``'s (q, k, v), each (h, T, hd): ``explain.layer_qkv(model, a, layer)``.
+        layer: the block, counted from 0.
+        head: the head, counted from 0.
+        query: the query token (0 = [CLS] when the model has one).
+
+    Raises:
+        ValueError: ``qkv`` is not one layer's q, k, v of this analysis's model.
+    """
+    _check_qkv(a, qkv)
+    q_all, k_all, v_all = qkv
+    q = q_all[head, query].astype(np.float64)  # (hd,)
+    k = k_all[head].astype(np.float64)  # (T, hd)
+    v = v_all[head].astype(np.float64)  # (T, hd)
     scores = k @ q / np.sqrt(q.shape[0])  # (T,)
     e = np.exp(scores - scores.max())  # shifted by the maximum so exp cannot overflow
     weights = e / e.sum()  # (T,)
     stored = a.attn[layer, head, query]  # (T,)
     out = weights @ v  # (hd,)
-    out_ref = a.attn[layer, head, query] @ a.v[layer, head]  # (hd,), float32 as the model did
+    out_ref = stored @ v_all[head]  # (hd,), float32 as the model did
     return AttentionStep(
         q=q, k=k, scores=scores, weights=weights, stored=stored,
         softmax_diff=float(np.abs(weights - stored).max()), out=out, out_ref=out_ref,
@@ -89,7 +112,7 @@ def attention_step(a: Analysis, layer: int, head: int, query: int) -> AttentionS
 
 @dataclass(frozen=True)
 class HeadSoftmax:
-    """softmax(Q K^T / sqrt(d)) for a whole head, recomputed in float64 from the cached q and k."""
+    """softmax(Q K^T / sqrt(d)) for a whole head, recomputed in float64 from the model's q and k."""
 
     raw: np.ndarray  # (T, T) Q K^T
     scores: np.ndarray  # (T, T) Q K^T / sqrt(d)
@@ -98,9 +121,20 @@ class HeadSoftmax:
     row_sum_error: float  # max |row sum - 1|
 
 
-def head_softmax(a: Analysis, layer: int, head: int) -> HeadSoftmax:
-    """Recompute one head's whole attention matrix (layer, head 0-based) and compare it with the model's."""
-    q, k = a.q[layer, head].astype(np.float64), a.k[layer, head].astype(np.float64)  # (T, d)
+def head_softmax(a: Analysis, qkv: QKV, layer: int, head: int) -> HeadSoftmax:
+    """Recompute one head's whole attention matrix and compare it with the model's.
+
+    Args:
+        a: the image's analysis (for the model's own attention).
+        qkv: layer ``layer``'s (q, k, v), each (h, T, hd): ``explain.layer_qkv(model, a, layer)``.
+        layer: the block, counted from 0.
+        head: the head, counted from 0.
+
+    Raises:
+        ValueError: ``qkv`` is not one layer's q, k, v of this analysis's model.
+    """
+    _check_qkv(a, qkv)
+    q, k = qkv[0][head].astype(np.float64), qkv[1][head].astype(np.float64)  # (T, d)
     raw = q @ k.T  # (T, T)
     scores = raw / np.sqrt(q.shape[-1])
     weights = np.exp(scores - scores.max(axis=1, keepdims=True))  # shifted so exp cannot overflow

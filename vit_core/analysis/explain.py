@@ -3,6 +3,10 @@
 The app runs ``analyze`` once per image and model and caches the result, so every page and every
 widget move afterwards only slices small numpy arrays. Model-level figures that do not depend on
 the image (position similarity, filter components) come from ``model_figures``.
+
+The analysis keeps the tokens between blocks but not q, k and v: a page shows one layer's at a
+time, and ``layer_qkv`` recomputes them from that layer's input tokens, bit for bit as the trace
+did. Keeping all layers' would cost 3 x 6.9 MB per ViT-B/16 image in the shared cache.
 """
 from __future__ import annotations
 
@@ -27,10 +31,7 @@ class Analysis:
     num_prefix_tokens: int
     patches: np.ndarray  # (N, C*P*P) normalised input values of each patch
     patch_embed: np.ndarray  # (N, D)
-    tokens: np.ndarray  # (L+1, T, D) encoder input, then the output of each block
-    q: np.ndarray  # (L, h, T, hd)
-    k: np.ndarray  # (L, h, T, hd)
-    v: np.ndarray  # (L, h, T, hd)
+    tokens: np.ndarray  # (L+1, T, D) encoder input, then the output of each block: tokens[l] enters block l
     attn: np.ndarray  # (L, h, T, T) post-softmax
     rollout: np.ndarray  # (L, T, T) mean fusion, no discard
     distance: np.ndarray  # (L, h) mean attention distance in pixels
@@ -50,6 +51,15 @@ class Analysis:
     @property
     def num_tokens(self) -> int:
         return self.attn.shape[-1]
+
+    @property
+    def head_dim(self) -> int:
+        """d_k, the width of one head's q, k and v: D / h, as ``model.Attention`` splits D."""
+        return self.tokens.shape[-1] // self.num_heads
+
+
+# One layer's q, k, v, each (h, T, hd) float32: what ``layer_qkv`` returns.
+QKV = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def image_view(x: torch.Tensor, data_config: dict) -> np.ndarray:
@@ -93,9 +103,6 @@ def analyze(model: VisionTransformer, transform, data_config: dict, image: Image
         patches=np32(tr.patches[0]),
         patch_embed=np32(tr.patch_embed[0]),
         tokens=np32(torch.stack([t[0] for t in tr.tokens])),
-        q=np32(torch.stack([t[0] for t in tr.q])),
-        k=np32(torch.stack([t[0] for t in tr.k])),
-        v=np32(torch.stack([t[0] for t in tr.v])),
         attn=np32(attn),
         rollout=np32(rollout),
         distance=np32(distance),
@@ -104,6 +111,36 @@ def analyze(model: VisionTransformer, transform, data_config: dict, image: Image
         conv_unfold_diff=float(maps.conv_vs_unfold(model, tr)),
         seconds=time.perf_counter() - start,
     )
+
+
+def layer_qkv(model: VisionTransformer, a: Analysis, layer: int) -> QKV:
+    """One block's q, k and v, recomputed from its input tokens exactly as ``model.trace`` did.
+
+    The trace ran ``qkv_heads(norm1(tokens[layer]))`` on the same model; the same modules on the
+    same input (batch 1, the model's device and dtype) give the same numbers, bit for bit. One
+    layer costs one LayerNorm and one D -> 3D linear over T tokens (a few ms for ViT-B/16 on CPU).
+
+    Args:
+        model: the model ``a`` was computed with, in eval mode (shared; nothing is stored on it).
+        a: an analysis of that model.
+        layer: the block, counted from 0.
+
+    Returns:
+        (q, k, v), each (h, T, hd) float32, with q and k after the model's q/k norm (if any),
+        as the trace's ``q[layer][0]``, ``k[layer][0]`` and ``v[layer][0]``.
+
+    Raises:
+        IndexError: ``layer`` is not in 0..L-1.
+    """
+    if not 0 <= layer < a.depth:
+        raise IndexError(f"layer {layer} is not in 0..{a.depth - 1}")
+    p = next(model.parameters())
+    # float32 holds float16/bfloat16 values exactly, so the cast back to the model's dtype is lossless
+    x = torch.from_numpy(a.tokens[layer]).to(device=p.device, dtype=p.dtype).unsqueeze(0)  # (1, T, D)
+    blk = model.blocks[layer]
+    with torch.no_grad():
+        q, k, v = blk.attn.qkv_heads(blk.norm1(x))  # 3 x (1, h, T, hd)
+    return tuple(t[0].float().cpu().numpy() for t in (q, k, v))  # 3 x (h, T, hd)
 
 
 @dataclass(frozen=True)

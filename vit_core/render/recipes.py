@@ -97,7 +97,9 @@ def position_similarity(mf: ModelFigures, cmap: str, shared: bool, tile_px: int,
 # --- 4 · Self-attention -----------------------------------------------------------------------------
 def attention_row(a: Analysis, s: attention_views.AttentionStep, layer: int, head: int, query: int,
                   shown: str) -> Recipe:
-    """One attention row recomputed from q and k (``s``), its "scores" or softmax "weights" shown."""
+    """One attention row recomputed from q and k (``s``), its "scores" or softmax "weights" shown.
+
+    The analysis keeps no q, k, v: the script recomputes the layer's with ``explain.layer_qkv``."""
     if shown not in ("scores", "weights"):
         raise ValueError(f"shown must be 'scores' or 'weights', got {shown!r}")
     row, cmap = (s.scores, "viridis") if shown == "scores" else (s.weights.astype("float32"), "inferno")
@@ -106,7 +108,8 @@ def attention_row(a: Analysis, s: attention_views.AttentionStep, layer: int, hea
         return {"q": s.q, "k": s.k, "scores": s.scores, "weights": s.weights, "stored": s.stored, "out": s.out}
     row_src = "s.scores" if shown == "scores" else "s.weights.astype('float32')"
     body = (f"# layer {layer + 1}, head {head + 1} on the page: counted from 0 here\n"
-            f"s = attention_views.attention_step(a, layer={layer}, head={head}, query={query})\n"
+            f"qkv = explain.layer_qkv(lm.model, a, {layer})  # this layer's q, k, v, each (h, T, hd)\n"
+            f"s = attention_views.attention_step(a, qkv, layer={layer}, head={head}, query={query})\n"
             f"picture = views.token_overlay(a, {row_src}, {cmap!r}, 0.65)\n"
             "numbers = {'q': s.q, 'k': s.k, 'scores': s.scores, 'weights': s.weights, 'stored': s.stored,\n"
             "           'out': s.out}  # stored: the model's own row a.attn[layer, head, query]")
