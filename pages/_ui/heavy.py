@@ -222,7 +222,9 @@ SLOTS = _env_int("VIT_ANALYSIS_SLOTS", os.cpu_count() or 1)
 GATE = FairGate(SLOTS)
 # Per-image analyses: a ViT-B/16 analysis holds ~32 MB (attention of 12 layers 21 MB, tokens 7.5 MB;
 # q, k, v are recomputed per layer on request, into RESULTS).
-ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 1200) * 2**20, GATE)
+# A class of 100 each on an own photo revisits its image on every page: the cache must hold the whole
+# class (3,300 MB = 100 ViT-B analyses), or each page recomputes what the last one evicted.
+ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 3300) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
 
