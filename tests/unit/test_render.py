@@ -267,3 +267,18 @@ def test_history_strands():
     assert [e.kind for e in lecture.history_shown("Language")] == ["NLP", "NLP", "ViT"]
     assert all(e.kind in ("Vision", "ViT") for e in lecture.history_shown("Vision"))
     assert lecture.history_shown(None) == lecture.history_shown("All") == list(lecture.HISTORY)
+
+
+def test_mask_picker_marks_each_patch_once_and_the_hidden_ones_apart():
+    from vit_core.render import whatif_figures as wf
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    fig = wf.mask_picker(img, (4, 4), 16, masked=[0, 5, 15])
+    shown, hidden = fig.data[1], fig.data[2]
+    ids = sorted(np.concatenate([shown.customdata, hidden.customdata]).tolist())
+    assert ids == list(range(16))  # a click on any patch carries its index
+    assert sorted(hidden.customdata.tolist()) == [0, 5, 15]
+    i = list(hidden.customdata).index(5)  # patch 5: row 1, column 1 -> centre (24, 24)
+    assert (hidden.x[i], hidden.y[i]) == (24, 24)
+    assert hidden.marker.line.width > shown.marker.line.width and hidden.marker.color != shown.marker.color
+    assert len(wf.mask_picker(img, (4, 4), 16).data[2].customdata) == 0
