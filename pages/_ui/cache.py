@@ -238,7 +238,9 @@ def model_cost(vit: dict) -> dict:
 
 
 # --- shortcut lesson (Critics and impact, "What did this model learn?"; appended) ---------------
-@st.cache_resource(show_spinner=False, max_entries=40)
+# Two models (stage 1 and the final one) share these caches: 40 views each; an entry of
+# shortcut_pair holds four 224 px RGB arrays (about 0.6 MB), one of shortcut_class_counts a small dict.
+@st.cache_resource(show_spinner=False, max_entries=80)
 def shortcut_pair(spec: str, cls: int, scene: int) -> tuple[list, list[np.ndarray]]:
     """One scene of class ``cls`` with and without its class stripes, read by the model ``spec``
     (a bundled: or file: Shapes model): the two Readings and their rollout overlays (H, W, 3)."""
@@ -250,7 +252,7 @@ def shortcut_pair(spec: str, cls: int, scene: int) -> tuple[list, list[np.ndarra
     return readings, [figures.overlay(r.image, r.rollout, "inferno", 0.55) for r in readings]
 
 
-@st.cache_resource(show_spinner=False, max_entries=20)
+@st.cache_resource(show_spinner=False, max_entries=40)
 def shortcut_class_counts(spec: str, cls: int, n: int = 40) -> dict:
     """How often the model names class ``cls`` on ``n`` scenes, with stripes and without."""
     from vit_core.analysis import shortcut

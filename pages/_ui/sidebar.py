@@ -145,7 +145,7 @@ def _photo_on_shapes_model() -> None:
            if imagenet.state in ("cached", "downloadable") else
            "The ImageNet models are not on this machine and it is offline; try a Shapes sample image, "
            "or before the lecture run `python -m vit_core.io.prefetch " + IMAGENET_DEFAULT + "`.")
-    st.info("**This model only knows shapes.** The bundled Shapes ViT was trained on six drawn shapes "
+    st.info("**This model only knows shapes.** The bundled Shapes ViT was trained on ten drawn shapes "
             "(circle, ring, star, ...), so any photo is called one of those. The patches, embeddings and "
             "attention below are still the real computation. " + fix, icon=":material/category:")
 

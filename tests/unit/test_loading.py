@@ -353,8 +353,12 @@ def test_catalog_and_prefetch_cli(monkeypatch, capsys):
 
     specs = [s for s, _ in loading.CATALOG]
     assert specs[0] == "bundled:shapes-vit" and f"timm:{TINY}" in specs and "timm:vit_small_patch16_224.dino" in specs
-    for spec in specs[1:]:
-        hub.timm_cfg(spec.split(":", 1)[1])  # every catalog ViT is accepted
+    assert "bundled:shapes-vit-stage1" in specs  # the shortcut lesson's model, pickable too
+    for spec in specs:
+        if spec.startswith("bundled:"):  # a folder under assets/models: a valid name, no timm involved
+            assert model_status(spec).state in ("bundled", "unavailable")
+        else:
+            hub.timm_cfg(spec.split(":", 1)[1])  # every catalog ViT is accepted
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert prefetch.main(["--list"]) == 0
     assert "unavailable" in capsys.readouterr().out

@@ -1,10 +1,12 @@
 """The shortcut a Shapes model learned: the same scene with and without its class stripes.
 
-The bundled Shapes ViT was trained with ``ShapesConfig(fill_texture=0.8)``: every object carries
+The bundled Shapes ViTs were trained with ``ShapesConfig(fill_texture=0.8)``: every object carries
 stripes whose frequency and angle are set by its class. The outline carries the class too, but
-the stripes are the easier cue, and a small ViT trained from scratch takes the easier cue
-(shortcut learning, Geirhos et al. 2020). Turning the stripes off (``fill_texture=0``) shows how
-much of the model's answer rested on them.
+the stripes are the easier cue, and stage 1 of the recipe (``bundled:shapes-vit-stage1``, striped
+images only), a small ViT trained from scratch, took the easier cue (shortcut learning, Geirhos et
+al. 2020). Stage 2 (``bundled:shapes-vit``) trained on, besides, plain images (half of each batch)
+where only the outline names the class. Turning the stripes off (``fill_texture=0``) shows how
+much of a model's answer rests on them.
 
 Stripe amplitude draws nothing from the random generator (``shapes._draw_objects`` computes the
 stripes from the object's own frame), so the same seed renders the same object, position, size,

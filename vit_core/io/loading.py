@@ -49,6 +49,9 @@ DATA_DEFAULTS = {"interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "cent
 
 CATALOG: list[tuple[str, str]] = [
     ("bundled:shapes-vit", "Shapes ViT (bundled, trained by this project; works offline)"),
+    # Stage 1 of the bundled recipe, kept to show shortcut learning: with it picked, every page
+    # shows how a model that reads the stripes attends (Critics and impact compares the two).
+    ("bundled:shapes-vit-stage1", "Shapes ViT, stage 1: the stripe shortcut (bundled)"),
     ("timm:vit_tiny_patch16_224.augreg_in21k_ft_in1k", "ViT-Ti/16 · ImageNet (AugReg) · 23 MB"),
     ("timm:vit_small_patch16_224.augreg_in21k_ft_in1k", "ViT-S/16 · ImageNet (AugReg) · 88 MB"),
     ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT-B/16 · ImageNet (AugReg2) · 346 MB"),
