@@ -1,11 +1,16 @@
 """The lecture hall's fair queue and byte-bounded shared cache (pages/_ui/heavy.py)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from pages._ui import heavy
 from pages._ui.heavy import FairGate, SharedLRU, nbytes
 
 
@@ -109,3 +114,34 @@ def test_nbytes_counts_arrays_in_dataclasses():
         y: tuple
 
     assert nbytes(A(np.zeros(100, np.float32), (np.zeros(10, np.uint8),))) >= 410
+
+
+_FRAGMENT = """
+import os, sys, numpy as np
+sys.path.insert(0, {root!r})
+if {fixed}:
+    from pages._ui import heavy
+    assert heavy.limit_malloc_arenas()
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+base = rss()
+big, small = [], []
+for i in range(60):  # an LRU of analyses: big arrays dropped in turn, small objects kept between them
+    big.append(np.ones(2_000_000, np.float32))  # 8 MB
+    small.append(np.ones(1000))
+    if len(big) > 10:
+        big.pop(0)
+big.clear()
+print(rss() - base)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists() or heavy._libc() is None, reason="glibc on Linux only")
+def test_memory_freed_by_the_caches_goes_back_to_the_system():
+    """glibc's default keeps big freed arrays in the heap once it has raised its mmap threshold; the
+    server's setting hands them back (the class-after-class growth of the upload class)."""
+    def kept(fixed: bool) -> float:
+        code = _FRAGMENT.format(root=str(Path(__file__).resolve().parents[2]), fixed=fixed)
+        return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert kept(False) > 40  # the default: the freed arrays still count against the server
+    assert kept(True) < 10
