@@ -281,9 +281,20 @@ def wi_run(spec: str, sha: str, hidden: tuple[int, ...], mode: str, pos: str, re
            _data: bytes):
     """One intervention: ``hidden`` patches replaced (``mode``), position embeddings ``pos``,
     ``readout`` ("" = as trained), input ``size`` px. An interventions.Run (image, probs, rollout)."""
-    def compute():
-        from vit_core.analysis import interventions
+    from vit_core.analysis import interventions
 
+    loaded = get_model(spec)
+    if not hidden and pos == "learned" and not readout and size == loaded.model.cfg.img_size:
+        # Nothing changed: the image's own analysis already holds this run (the What if? page opens
+        # on it), so a class uploading photos does not queue one more forward pass each.
+        a = get_analysis(spec, sha, _data)
+        roll = None
+        if loaded.model.cfg.class_token:
+            roll = maps.rollout_map(torch.from_numpy(a.rollout), a.rollout.shape[0], a.grid,
+                                    a.num_prefix_tokens).numpy()
+        return interventions.Run(a.image, a.probs, roll, a.grid)
+
+    def compute():
         loaded, x = _wi_input(spec, _data, size)
         if hidden:
             x = interventions.mask_patches(x, list(hidden), loaded.model.cfg.patch_size, mode)
