@@ -238,4 +238,7 @@ GATE = FairGate(SLOTS)
 ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 3300) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
+# Results that take milliseconds (one layer's q, k, v): shared and bounded, but never queued
+# behind forward passes.
+LIGHT = SharedLRU(_env_int("VIT_LIGHT_CACHE_MB", 200) * 2**20)
 

@@ -66,7 +66,7 @@ def test_self_attention_numbers_and_widgets():
     # shared results cache (a class on the same layer shares them)
     spec, sha = at.selectbox(key="model").value, a_sha(at)
     for l in (0, layer):
-        kept = heavy.RESULTS.get(("qkv", spec, sha, l), lambda: pytest.fail(f"layer {l} not cached"))
+        kept = heavy.LIGHT.get(("qkv", spec, sha, l), lambda: pytest.fail(f"layer {l} not cached"))
         assert all(np.array_equal(x, y) for x, y in zip(kept, explain.layer_qkv(loaded.model, a, l)))
 
 
