@@ -106,7 +106,13 @@ def live() -> None:
 st.subheader("4 · Live view")
 shown = mgr.shown(sid)
 ticking = busy or (shown is not None and shown.active)
-st.fragment(run_every=1.0 if ticking else None)(live)()
+# Each tick reruns this part for this student; a room watching or queueing at one tick a second
+# slowed every other page (20 students pressing Train at once: others' page p95 4x). The one whose
+# run it is sees every second; watchers of another's (or the class) run every 2.5 s; a queue
+# position changes once a run ends, so every 5 s.
+mine = job is not None and job.state != "queued" and shown is job
+interval = 1.0 if mine else (2.5 if shown is not None and shown.active else 5.0)
+st.fragment(run_every=interval if ticking else None)(live)()
 if shown is not None and not shown.active:
     view.result(shown, mgr, own=shown.session_id == sid)  # outside the fragment: once the run has ended
 
