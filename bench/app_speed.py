@@ -95,6 +95,10 @@ def what_if_interaction(spec: str, reps: int) -> dict:
         at.query_params["model"] = spec
         at.run()
         assert not at.exception, at.exception
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as the server does after its warm-up (pages/_ui/warmup.py): collections skip the imports
     masked = next(m for m in wi.multiselect if m.key == "wi_masked")
     n = len(masked.options)
     t_wi, t_plain = [], []
