@@ -24,24 +24,23 @@ def mask_picker(image: np.ndarray, grid: tuple[int, int], patch: int, masked: Se
     Selection events carry the patch index as customdata (as figures.patch_picker).
     """
     gh, gw = grid
-    idx = np.arange(gh * gw)
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
     hidden = np.zeros(gh * gw, bool)
     hidden[list(masked)] = True
-    size = max(6, int(height / max(gh, gw) * 0.8))
-
-    def markers(which: np.ndarray, fill: str, edge: str, width: int) -> go.Scatter:
-        # One trace per look, each colour a scalar: plotly validates a per-point colour list element
-        # by element (~50 ms for 196 patches), and this figure is rebuilt on every click.
-        rows, cols = np.divmod(idx[which], gw)  # (m,) each
-        return go.Scatter(x=cols * patch + patch / 2, y=rows * patch + patch / 2, mode="markers",
-                          marker=dict(size=size, symbol="square", color=fill, line=dict(width=width, color=edge)),
-                          customdata=idx[which], hovertemplate="patch %{customdata}<extra></extra>",
-                          # full opacity either way: plotly would otherwise dim every marker but the one clicked
-                          selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))
+    h = hidden.astype(np.float32)  # (N,) 0 shown, 1 hidden
+    # Colours as numbers on a two-colour scale: plotly checks a list of colour strings element by
+    # element (~50 ms for 196 patches), and this figure is rebuilt on every click. One trace, so the
+    # markers stay in patch order (a browser test clicks the n-th marker).
+    marker = dict(size=max(6, int(height / max(gh, gw) * 0.8)), symbol="square", color=h, cmin=0, cmax=1,
+                  colorscale=[[0, "rgba(255,255,255,0.08)"], [1, "rgba(0,0,0,0.55)"]], showscale=False,
+                  line=dict(width=1 + h, color=h, cmin=0, cmax=1,
+                            colorscale=[[0, "rgba(255,255,255,0.45)"], [1, "rgba(239,68,68,0.95)"]]))
+    # full opacity either way: plotly would otherwise dim every marker but the one clicked
     return go.Figure(
         data=[go.Image(source=figures.data_uri(image), hoverinfo="skip"),
-              markers(~hidden, "rgba(255,255,255,0.08)", "rgba(255,255,255,0.45)", 1),
-              markers(hidden, "rgba(0,0,0,0.55)", "rgba(239,68,68,0.95)", 2)],
+              go.Scatter(x=cols * patch + patch / 2, y=rows * patch + patch / 2, mode="markers", marker=marker,
+                         customdata=np.arange(gh * gw), hovertemplate="patch %{customdata}<extra></extra>",
+                         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))],
         layout=figures.layout(font_size, height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False,
                               dragmode=False, clickmode="event+select", xaxis=dict(visible=False),
                               yaxis=dict(visible=False)))
