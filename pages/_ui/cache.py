@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._ui import heavy
+from pages._ui import heavy, st_private
 from pages._ui.site import SAMPLES
 from vit_core import cnn
 from vit_core.analysis import attention_views, explain, maps
@@ -197,11 +197,13 @@ def plotly_chart(fig: go.Figure, *, key: str | None = None, **kwargs) -> None:
     the figure to a dict, serialise it to JSON and hash that JSON on every run of every student
     (about 5 ms for one of our charts; a page has several). Drawn inside a cached function instead,
     Streamlit records the element once and replays the recorded message on later runs (its
-    documented replay of elements in cached functions). Charts that are widgets (``on_select``)
-    and figures built elsewhere take the ordinary path.
+    documented replay of elements in cached functions). Charts that are widgets (``on_select``),
+    figures built elsewhere and fragment-only reruns take the ordinary path.
     """
     ck = getattr(fig, "_vit_key", None)
-    if ck is None or kwargs.get("on_select", "ignore") != "ignore":
+    # Not in a fragment-only rerun: a replayed chart there broke the next click on the What if?
+    # picker in the browser (clicks were lost); the full runs of a class walking the pages keep it.
+    if ck is None or kwargs.get("on_select", "ignore") != "ignore" or st_private.fragment_rerun():
         st.plotly_chart(fig, key=key, **kwargs)
         return
     _drawn(ck[0], ck[1], key, repr(sorted(kwargs.items())), fig, kwargs)

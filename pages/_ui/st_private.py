@@ -75,6 +75,18 @@ def session_id() -> str:
     return uuid.uuid4().hex
 
 
+def fragment_rerun() -> bool:
+    """True while only a fragment reruns (a widget inside it changed). Assumed True when the run's
+    context cannot be read: callers then take their ordinary, safe path."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        rc = get_script_run_ctx()
+        return rc is None or bool(rc.fragment_ids_this_run)
+    except (ImportError, AttributeError):
+        return True
+
+
 def session_alive(sid: str) -> bool | None:
     """True/False when this server knows whether session ``sid`` is connected; None when it cannot say."""
     try:

@@ -57,3 +57,21 @@ def test_calling_file_finds_the_caller():
     from pathlib import Path
 
     assert st_private.calling_file({str(Path(here).resolve()): "me"}) == "me"
+
+
+def test_fragment_rerun_is_false_in_a_full_run_and_safe_outside_one():
+    from pages._ui import st_private
+
+    assert st_private.fragment_rerun() is True  # no script run here: the safe answer
+
+    def page():
+        import streamlit as st
+
+        from pages._ui import st_private as sp
+
+        st.markdown(f"full run: {sp.fragment_rerun()}")
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(page).run()
+    assert at.markdown[0].value == "full run: False"

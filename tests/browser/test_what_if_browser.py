@@ -48,6 +48,13 @@ def _count_in_url(page, n: int) -> None:
                            timeout=60_000)
 
 
+def _picker_points(page, version: int):
+    """The markers of the patch picker drawn after ``version`` clicks, once all 196 are there."""
+    points = page.locator(f".st-key-wi_pick_{version} .scatterlayer path.point")
+    points.nth(195).wait_for(state="attached", timeout=60_000)
+    return points
+
+
 def test_click_patches_to_hide_them(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     clicks, before_name = _patches_that_flip()
@@ -66,9 +73,12 @@ def test_click_patches_to_hide_them(server, browser):
     assert picker.locator(".scatterlayer path.point").count() == 196  # one marker per patch of 14 x 14
 
     for i, p in enumerate(clicks, start=1):
-        picker.locator(".scatterlayer path.point").nth(p).click(force=True)
-        _count_in_url(page, i)  # each click re-draws the picker, so find the markers anew
+        # each click draws a fresh picker (key wi_pick_<clicks so far>): click the current one, once
+        # the last click's run has drawn it (a click into a run still going can lose the one before)
+        _picker_points(page, i - 1).nth(p).click(force=True)
+        _count_in_url(page, i)
         page.get_by_text(re.compile(rf"^{i} of 196 patches hidden")).first.wait_for(timeout=60_000)
+        _picker_points(page, i)
     settle(page)
     after = _hidden_line(page)
     assert after.startswith(f"{len(clicks)} of 196 patches hidden"), after
@@ -80,7 +90,7 @@ def test_click_patches_to_hide_them(server, browser):
     page.screenshot(path=str(SHOTS / "hidden-patches-1280x720.png"))
 
     # a second click on a hidden patch shows it again
-    picker.locator(".scatterlayer path.point").nth(clicks[0]).click(force=True)
+    _picker_points(page, len(clicks)).nth(clicks[0]).click(force=True)
     _count_in_url(page, len(clicks) - 1)
     page.get_by_text(re.compile(rf"^{len(clicks) - 1} of 196 patches hidden")).first.wait_for(timeout=60_000)
     # and the button brings every patch back, with the prediction of the untouched image
