@@ -34,8 +34,7 @@ bench: $(VENV)/.dev
 model: $(VENV)/.runtime
 	$(PY) -m vit_core.training --preset shapes-demo --out assets/models/shapes-vit
 	mkdir -p assets/models/shapes-vit-stage1
-	cp build/shapes-demo-base/model.safetensors assets/models/shapes-vit-stage1/
-	$(PY) -c "import json,sys; p='build/shapes-demo-base/model.json'; d=json.load(open(p)); d['description']='Shapes ViT, stage 1 of the bundled recipe (striped images only): it learned the class stripes, a shortcut. Kept for the lesson on Critics and impact.'; json.dump(d, open('assets/models/shapes-vit-stage1/model.json', 'w'), indent=2)"
+	cp build/shapes-demo-base/model.safetensors build/shapes-demo-base/model.json assets/models/shapes-vit-stage1/
 
 # N replicas behind HAProxy with sticky sessions (deploy/README.md); Ctrl-C or `make cluster-stop` stops it.
 # PORT here defaults to 8600 (8501 stays `make run`'s), unless given on the command line or in the environment.

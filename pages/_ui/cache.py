@@ -19,7 +19,7 @@ from vit_core import cnn
 from vit_core.analysis import attention_views, explain, maps
 from vit_core.data import vision
 from vit_core.io import images, loading
-from vit_core.model import ViTConfig
+from vit_core.model import ViTConfig, count_params
 from vit_core.render import drawing, figures
 
 
@@ -72,7 +72,7 @@ RELEVANCE_ON_REQUEST_PARAMS = 20_000_000
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def param_count(spec: str) -> int:
-    return sum(p.numel() for p in get_model(spec).model.parameters())
+    return count_params(get_model(spec).model)
 
 
 # --- heavy work keyed on a student's image: the fair queue, a byte-bounded cache ------------------

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages._ui import site, widgets
 from pages._ui.sidebar import Ctx
-from tests.support.apptest import ROOT, data_and_code, open_all, rerun, run, square_png
+from tests.support.apptest import ROOT, data_and_code, open_all, rerun, run, square_png, upload
 from vit_core.io import images, loading
 
 pytestmark = pytest.mark.skipif(loading.model_status(site.DEFAULT_SPEC).state == "unavailable",
@@ -108,10 +108,7 @@ def test_what_if_uses_the_shared_exports(deferred):
 
 def test_an_upload_is_named_in_the_code(deferred):
     at = run("attention")
-    at.radio(key="source").set_value("Upload")
-    rerun(at)
-    at.sidebar.file_uploader[0].set_value(("red.png", square_png("red"), "image/png"))
-    rerun(at)
+    upload(at, "red.png", square_png("red"))
     codes = [code for _, _, code in takeaways(at, deferred)]
     assert codes and all("open('red.png', 'rb')" in c and "assets/samples" not in c for c in codes)
 

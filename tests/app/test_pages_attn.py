@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages._ui import heavy, sidebar
 from pages._ui.site import SAMPLES
-from tests.support.apptest import rerun, run, shown, square_png
+from tests.support.apptest import rerun, run, shown, square_png, upload
 from vit_core.analysis import maps
 from vit_core.analysis import attention_views
 from vit_core.analysis import explain
@@ -177,10 +177,7 @@ def test_prediction_k_slider():
 def test_uploaded_and_bad_images(page):
     at = run(page)
     before = text(at)
-    at.radio(key="source").set_value("Upload")
-    rerun(at)
-    at.sidebar.file_uploader[0].set_value(("red.png", square_png("red"), "image/png"))
-    rerun(at)
+    upload(at, "red.png", square_png("red"))
     assert not at.error and text(at) != before
     at.sidebar.file_uploader[0].set_value(("broken.png", b"not an image at all", "image/png"))
     rerun(at)

@@ -14,7 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import cache, sidebar
-from tests.support.apptest import ROOT, open_all, rerun, run, shown, square_png
+from tests.support.apptest import ROOT, open_all, rerun, run, shown, square_png, upload
 from vit_core.analysis import faithfulness
 
 
@@ -140,10 +140,7 @@ def test_deep_link_restores_the_view():
 def test_upload():
     at = run("what_if")
     before = text(at)
-    at.radio(key="source").set_value("Upload")
-    rerun(at)
-    at.sidebar.file_uploader[0].set_value(("red.png", square_png("red"), "image/png"))
-    rerun(at)
+    upload(at, "red.png", square_png("red"))
     assert not at.error and text(at) != before
     assert hidden_line(at).startswith("0 of 196 patches hidden")
     at.multiselect(key="wi_masked").set_value(list(range(40, 120)))

@@ -35,6 +35,14 @@ def shown(at: AppTest):
     return cache.get_analysis(spec, images.image_sha256(data), data), cache.get_model(spec)
 
 
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    """Switch the sidebar to Upload and send ``data`` as the file ``name``, as a student does."""
+    at.radio(key="source").set_value("Upload")
+    rerun(at)
+    at.sidebar.file_uploader[0].set_value((name, data, "image/png"))
+    return rerun(at)
+
+
 def square_png(color) -> bytes:
     """A 300 x 200 PNG upload: a coloured square on white."""
     buf = io.BytesIO()

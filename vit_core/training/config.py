@@ -108,36 +108,31 @@ class TrainConfig:
         return cls(**d)
 
 
+# Stage 1 of the bundled model (its whole recipe until December 2026): the paper's 224 px / 16 px
+# patches (14 x 14 grid + [CLS]), narrow and shallow enough to train on a CPU: 8,000 steps of 32 fresh images each (never the same picture
+# twice), one thread so that the same machine gives the same weights; 56 minutes here. Shapes
+# carry a class-specific stripe texture (amplitude 0.8) and the loss adds token labelling:
+# without them the model was still at chance after 55k images. See
+# assets/models/shapes-vit/MODEL_CARD.md.
+_STAGE1 = TrainConfig(
+    vit=ViTConfig(img_size=224, patch_size=16, num_classes=10, embed_dim=96, depth=4,
+                  num_heads=3, mlp_ratio=4.0),
+    img_size=224, batch_size=32, lr=5e-4, weight_decay=0.05, warmup_steps=100,
+    max_steps=8000, max_seconds=5400, seed=0, val_seed=10_000, val_size=500,
+    train_size=None, augment=True, shift_px=16, label_smoothing=0.1, eval_every=250,
+    snapshot_every=0, num_threads=1, decay_pos_embed=True, token_label_weight=1.0,
+    data_options={"fill_texture": 0.8},
+)
+
+
 PRESETS: dict[str, TrainConfig] = {
-    # Stage 1 of the bundled model (its whole recipe until December 2026): the paper's 224 px / 16 px patches (14 x 14 grid + [CLS]), narrow and
-    # shallow enough to train on a CPU: 8,000 steps of 32 fresh images each (never the same picture
-    # twice), one thread so that the same machine gives the same weights; 56 minutes here. Shapes
-    # carry a class-specific stripe texture (amplitude 0.8) and the loss adds token labelling:
-    # without them the model was still at chance after 55k images. See
-    # assets/models/shapes-vit/MODEL_CARD.md.
-    "shapes-demo-base": TrainConfig(
-        vit=ViTConfig(img_size=224, patch_size=16, num_classes=10, embed_dim=96, depth=4,
-                      num_heads=3, mlp_ratio=4.0),
-        img_size=224, batch_size=32, lr=5e-4, weight_decay=0.05, warmup_steps=100,
-        max_steps=8000, max_seconds=5400, seed=0, val_seed=10_000, val_size=500,
-        train_size=None, augment=True, shift_px=16, label_smoothing=0.1, eval_every=250,
-        snapshot_every=0, num_threads=1, decay_pos_embed=True, token_label_weight=1.0,
-        data_options={"fill_texture": 0.8},
-    ),
+    "shapes-demo-base": _STAGE1,
     # The bundled model, stage 2: from stage 1's weights (trained first, or reused from
     # build/shapes-demo-base), 4,000 more steps of 32 fresh images of which half carry no stripes,
     # so that the outline has to carry the class too (stage 1 alone: 0.425 on plain shapes).
     # A fresh AdamW, warm-up and cosine at a lower peak; its own seed stream (seed 1). ~28 minutes.
-    "shapes-demo": TrainConfig(
-        vit=ViTConfig(img_size=224, patch_size=16, num_classes=10, embed_dim=96, depth=4,
-                      num_heads=3, mlp_ratio=4.0),
-        img_size=224, batch_size=32, lr=3e-4, weight_decay=0.05, warmup_steps=100,
-        max_steps=4000, max_seconds=3600, seed=1, val_seed=10_000, val_size=500,
-        train_size=None, augment=True, shift_px=16, label_smoothing=0.1, eval_every=250,
-        snapshot_every=0, num_threads=1, decay_pos_embed=True, token_label_weight=1.0,
-        init_from="preset:shapes-demo-base", plain_share=0.5,
-        data_options={"fill_texture": 0.8},
-    ),
+    "shapes-demo": dataclasses.replace(_STAGE1, lr=3e-4, max_steps=4000, max_seconds=3600, seed=1,
+                                       init_from="preset:shapes-demo-base", plain_share=0.5),
     # Small and fast for live training: 48 px, 8 px patches (6 x 6 grid + [CLS]) on an easier Shapes
     # variant: larger objects, no clutter, and faint stripes (amplitude 0.25) inside the object at a
     # class-specific angle in the image frame; fresh images every step (no fixed set to over-fit). No
