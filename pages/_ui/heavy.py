@@ -238,6 +238,23 @@ GATE = FairGate(SLOTS)
 ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 3300) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
+# Torch threads per script thread: the gate already runs one pass per core, so a pass that also
+# spread over every core would oversubscribe them (2 passes x 2 OpenMP threads on 2 cores; OpenMP
+# workers spin at their barriers while the other pass holds the core: a What if? click took 334 ms
+# instead of 84 ms beside a 2-thread job). Every small op (rollout, masks) pays the same.
+TORCH_THREADS = _env_int("VIT_TORCH_THREADS", max(1, (os.cpu_count() or 1) // SLOTS))
+
+
+def set_torch_threads(n: int = TORCH_THREADS) -> int:
+    """Sets torch's intra-op threads for this process (a server setting: call once at start-up).
+
+    Every thread that runs torch ops later (each session's script thread) starts with this count.
+    Returns the count now in effect.
+    """
+    import torch
+
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
 # Results that take milliseconds (one layer's q, k, v): shared and bounded, but never queued
 # behind forward passes.
 LIGHT = SharedLRU(_env_int("VIT_LIGHT_CACHE_MB", 200) * 2**20)

@@ -14,7 +14,9 @@
 3. Caps glibc's malloc arenas (``heavy.limit_malloc_arenas``): every session's script thread
    would otherwise grow an arena of its own that keeps freed analyses (measured below in
    BENCHMARKS "Lecture hall": the upload class's memory).
-4. Starts one background thread that analyses the bundled sample images on the default model,
+4. Gives torch one thread per analysis slot (``heavy.set_torch_threads``): the queue already keeps
+   every core busy with its own pass, so a pass spread over all cores would only oversubscribe them.
+5. Starts one background thread that analyses the bundled sample images on the default model,
    so that the lecturer's link (a sample, the default model) is instant for the whole room.
 """
 from __future__ import annotations
@@ -59,6 +61,7 @@ def freeze_heap() -> None:
 
 
 heavy.limit_malloc_arenas()
+heavy.set_torch_threads()
 _touch_plotly()
 _touch_imaging()
 freeze_heap()

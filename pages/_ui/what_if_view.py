@@ -92,8 +92,10 @@ class View:
 
     @staticmethod
     def with_rollout(r) -> np.ndarray:
-        img = figures.upscale_to(r.image)
-        return figures.overlay(img, r.rollout, "inferno", 0.55) if r.rollout is not None else img
+        # blended at the model's input size, then enlarged: a quarter of the pixels to blend on each
+        # click, and the picture is that input's pixels either way
+        img = figures.overlay(r.image, r.rollout, "inferno", 0.55) if r.rollout is not None else r.image
+        return figures.upscale_to(img)
 
 
 # --- do the maps tell the truth? ----------------------------------------------------------------

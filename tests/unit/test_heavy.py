@@ -1,6 +1,7 @@
 """The lecture hall's fair queue and byte-bounded shared cache (pages/_ui/heavy.py)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -145,3 +146,29 @@ def test_memory_freed_by_the_caches_goes_back_to_the_system():
         return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert kept(False) > 40  # the default: the freed arrays still count against the server
     assert kept(True) < 10
+
+
+_THREADS = """
+import os, sys, threading
+sys.path.insert(0, {root!r})
+os.environ["VIT_WARMUP"] = "0"
+os.environ["VIT_ANALYSIS_SLOTS"] = "2"
+os.environ.pop("VIT_TORCH_THREADS", None)
+import torch
+torch.set_num_threads(4)  # what torch would pick on a 4-core server
+import pages._ui  # the server's start-up (warmup) runs here
+seen = []
+t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))  # a later session's script thread
+t.start(); t.join()
+print(seen[0], torch.get_num_threads())
+"""
+
+
+def test_start_up_gives_each_analysis_slot_its_share_of_the_cores():
+    """Two slots on four cores: two threads per pass, in every script thread started afterwards."""
+    out = subprocess.run([sys.executable, "-c", _THREADS.format(root=str(Path(__file__).resolve().parents[2]))], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "4"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    cores = os.cpu_count() or 1
+    expected = max(1, cores // 2)
+    assert out.stdout.split() == [str(expected), str(expected)]

@@ -280,3 +280,18 @@ def test_mask_picker_marks_each_patch_once_and_the_hidden_ones_apart():
     assert np.flatnonzero(np.asarray(pts.marker.color)).tolist() == [0, 5, 15]
     assert np.asarray(pts.marker.line.width)[[0, 5, 15]].min() > np.asarray(pts.marker.line.width)[1]
     assert not np.asarray(wf.mask_picker(img, (4, 4), 16).data[1].marker.color).any()
+
+
+def test_figures_built_unchecked_pass_plotly_validation():
+    """The figures rebuilt on every click skip plotly's checks (style.unchecked); checked here instead."""
+    import plotly.graph_objects as go
+
+    from vit_core.render import whatif_figures as wf
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    for fig in (wf.mask_picker(img, (4, 4), 16, masked=[1, 2]), figures.bar_chart(["a", "b"], np.array([0.7, 0.2]))):
+        again = go.Figure(fig.to_dict())  # validating: a misspelt property raises here
+        assert again.to_plotly_json()["data"][0]["type"] == fig.data[0].type
+    bad = figures.unchecked([dict(type="bar", x=[1], colour="red")], figures.layout())
+    with pytest.raises(ValueError):
+        go.Figure(bad.to_dict())

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 # Re-exported: pages and other render modules reach the chart style through ``figures`` too.
 from vit_core.render.style import (FONT, FONT_SIZE, INK, axis, colorbar, font, layout, legible,  # noqa: F401
-                                   log_ticks, safe_colorscale)
+                                   log_ticks, safe_colorscale, unchecked)
 
 # Colour maps that keep their order when a beamer washes out the mid-tones.
 CMAPS = ("inferno", "viridis", "magma", "cividis", "turbo")
@@ -263,13 +263,13 @@ def store_pick(state: MutableMapping, chart_key: str, target_key: str, count: in
 def bar_chart(names: list[str], values: np.ndarray, title: str = "", xlabel: str = "probability",
               font_size: int = FONT_SIZE) -> go.Figure:
     """Horizontal bars, largest on top, with values printed (top-k classes)."""
-    v = np.asarray(values)[::-1]
-    return go.Figure(
-        data=[go.Bar(x=v, y=list(names)[::-1], orientation="h", marker_color="#c2410c", cliponaxis=False,
-                     text=[f"{x:.1%}" for x in v], textposition="outside", textfont=font(font_size))],
-        layout=layout(font_size, title, height=80 + 48 * len(names),
-                       margin=dict(l=10, r=40, t=2 * font_size + 18, b=40),
-                       xaxis=dict(title=xlabel, range=[0, max(1e-9, float(v.max(initial=0))) * 1.25])))
+    v = np.asarray(values, dtype=float)[::-1]
+    # unchecked: the What if? page rebuilds this chart on every click (tests validate it)
+    return unchecked(
+        [dict(type="bar", x=v.tolist(), y=list(names)[::-1], orientation="h", marker=dict(color="#c2410c"),
+              cliponaxis=False, text=[f"{x:.1%}" for x in v], textposition="outside", textfont=font(font_size))],
+        layout(font_size, title, height=80 + 48 * len(names), margin=dict(l=10, r=40, t=2 * font_size + 18, b=40),
+               xaxis=dict(title=xlabel, range=[0, max(1e-9, float(v.max(initial=0))) * 1.25])))
 
 
 def heatmap(z: np.ndarray, x=None, y=None, title: str = "", colorscale: str = "Inferno",

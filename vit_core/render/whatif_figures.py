@@ -31,19 +31,20 @@ def mask_picker(image: np.ndarray, grid: tuple[int, int], patch: int, masked: Se
     # Colours as numbers on a two-colour scale: plotly checks a list of colour strings element by
     # element (~50 ms for 196 patches), and this figure is rebuilt on every click. One trace, so the
     # markers stay in patch order (a browser test clicks the n-th marker).
-    marker = dict(size=max(6, int(height / max(gh, gw) * 0.8)), symbol="square", color=h, cmin=0, cmax=1,
+    marker = dict(size=max(6, int(height / max(gh, gw) * 0.8)), symbol="square", color=h.tolist(), cmin=0, cmax=1,
                   colorscale=[[0, "rgba(255,255,255,0.08)"], [1, "rgba(0,0,0,0.55)"]], showscale=False,
-                  line=dict(width=1 + h, color=h, cmin=0, cmax=1,
+                  line=dict(width=(1 + h).tolist(), color=h.tolist(), cmin=0, cmax=1,
                             colorscale=[[0, "rgba(255,255,255,0.45)"], [1, "rgba(239,68,68,0.95)"]]))
-    # full opacity either way: plotly would otherwise dim every marker but the one clicked
-    return go.Figure(
-        data=[go.Image(source=figures.data_uri(image), hoverinfo="skip"),
-              go.Scatter(x=cols * patch + patch / 2, y=rows * patch + patch / 2, mode="markers", marker=marker,
-                         customdata=np.arange(gh * gw), hovertemplate="patch %{customdata}<extra></extra>",
-                         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))],
-        layout=figures.layout(font_size, height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False,
-                              dragmode=False, clickmode="event+select", xaxis=dict(visible=False),
-                              yaxis=dict(visible=False)))
+    # full opacity either way: plotly would otherwise dim every marker but the one clicked.
+    # Unchecked: rebuilt on every click, and validation was 80% of its cost (tests validate it).
+    return figures.unchecked(
+        [dict(type="image", source=figures.data_uri(image), hoverinfo="skip"),
+         dict(type="scatter", x=(cols * patch + patch / 2).tolist(), y=(rows * patch + patch / 2).tolist(),
+              mode="markers", marker=marker, customdata=list(range(gh * gw)),
+              hovertemplate="patch %{customdata}<extra></extra>",
+              selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)))],
+        figures.layout(font_size, height=height, margin=dict(l=0, r=0, t=0, b=0), showlegend=False,
+                       dragmode=False, clickmode="event+select", xaxis=dict(visible=False), yaxis=dict(visible=False)))
 
 
 def hidden_view(image: np.ndarray, masked: Sequence[int], patch: int) -> np.ndarray:
