@@ -168,13 +168,6 @@ def distance_chart(spec: str, sha: str, renorm: bool, _a):
 
 
 # --- figures and encoded images, shared by every student looking at the same view --------------
-@st.cache_resource(show_spinner=False, max_entries=512)
-def _chart(kind: str, key: tuple, _build, _args, _kwargs) -> go.Figure:
-    fig = _build(*_args, **_kwargs)
-    fig._vit_key = (kind, key)  # lets plotly_chart replay it (underscore: plotly allows the attribute)
-    return fig
-
-
 def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwargs) -> go.Figure:
     """``build(*args, **kwargs)``, built once per (kind, key) and shared by every session.
 
@@ -182,7 +175,11 @@ def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwarg
     parameters): the arguments themselves are not hashed. Plotly figures cost 10-100 ms to
     build, which a class of 100 would otherwise pay on every page run.
     """
-    return _chart(kind, key, build, args, kwargs)
+    def make() -> go.Figure:
+        fig = build(*args, **kwargs)
+        fig._vit_key = (kind, key)  # lets plotly_chart replay it (underscore: plotly allows the attribute)
+        return fig
+    return heavy.FIGURES.get((kind, key), make)
 
 
 @st.cache_resource(show_spinner=False, max_entries=1024)
@@ -209,11 +206,6 @@ def plotly_chart(fig: go.Figure, *, key: str | None = None, **kwargs) -> None:
     _drawn(ck[0], ck[1], key, repr(sorted(kwargs.items())), fig, kwargs)
 
 
-@st.cache_resource(show_spinner=False, max_entries=512)
-def _encoded(kind: str, key: tuple, _build, _args, _kwargs) -> bytes:
-    return _build(*_args, **_kwargs)
-
-
 def encoded(kind: str, key: tuple, build: Callable[..., np.ndarray], *args, fmt: str = "jpeg",
             width: int | None = None, **kwargs) -> bytes:
     """An image array from ``build``, encoded once per (kind, key) as JPEG (or PNG) bytes.
@@ -223,7 +215,7 @@ def encoded(kind: str, key: tuple, build: Callable[..., np.ndarray], *args, fmt:
     def make():
         img = build(*args, **kwargs)
         return figures.to_jpeg(img, width) if fmt == "jpeg" else figures.to_png(img)
-    return _encoded(kind, key + (fmt, width), make, (), {})
+    return heavy.PICTURES.get((kind, key, fmt, width), make)
 
 
 # --- training page -------------------------------------------------------------------------------

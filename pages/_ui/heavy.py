@@ -94,9 +94,10 @@ class SharedLRU:
     of computing it again; computations pass through ``gate``.
     """
 
-    def __init__(self, max_bytes: int, gate: FairGate | None = None):
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int, gate: FairGate | None = None, size: Callable[[Any], int] = nbytes):
+        self.max_bytes = max_bytes  # the bound on the sum of size(value) over the entries
         self.gate = gate
+        self._size = size
         self._lock = threading.Lock()
         self._items: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
         self._inflight: dict[Hashable, threading.Event] = {}
@@ -152,7 +153,7 @@ class SharedLRU:
                 event.set()
 
     def _store(self, key: Hashable, value: Any) -> None:
-        size = nbytes(value)
+        size = self._size(value)
         with self._lock:
             if key in self._items:
                 self._bytes -= self._items.pop(key)[1]
@@ -238,6 +239,11 @@ GATE = FairGate(SLOTS)
 ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 3300) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
+# Figures and encoded pictures shared by every student (cache.chart, cache.encoded): plain dicts
+# behind a lock, not st.cache_resource, whose per-call hashing and signature inspection was ~4% of
+# every page run. Figures are counted by entries (their size hides inside plotly objects).
+FIGURES = SharedLRU(_env_int("VIT_FIGURE_CACHE_ENTRIES", 512), size=lambda _: 1)
+PICTURES = SharedLRU(_env_int("VIT_PICTURE_CACHE_MB", 128) * 2**20)
 # Torch threads per script thread: the gate already runs one pass per core, so a pass that also
 # spread over every core would oversubscribe them (2 passes x 2 OpenMP threads on 2 cores; OpenMP
 # workers spin at their barriers while the other pass holds the core: a What if? click took 334 ms

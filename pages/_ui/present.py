@@ -136,7 +136,12 @@ def talk() -> list[tuple[str, str, str, str]]:
 
 def current_page() -> tuple[str, str, str, str] | None:
     """The PAGES entry of the page script that is running (found on the call stack)."""
-    return st_private.calling_file({str((ROOT / p[0]).resolve()): p for p in PAGES})
+    return st_private.calling_file(_page_files())
+
+
+@functools.cache
+def _page_files() -> dict[str, tuple[str, str, str, str]]:
+    return {str((ROOT / p[0]).resolve()): p for p in PAGES}
 
 
 def neighbours(page) -> tuple[tuple | None, tuple | None, int, int]:

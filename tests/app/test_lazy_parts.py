@@ -52,7 +52,7 @@ def test_what_if_unchanged_run_is_the_analysis_without_a_forward_pass():
     gate_before = heavy.RESULTS.misses
     r0 = cache.wi_run(spec, sha, (), "mean", "learned", "", 224, data)
     assert heavy.RESULTS.misses == gate_before  # nothing computed or queued
-    loaded, x = cache._wi_input(spec, data, 224)
+    loaded, x = cache._wi_input(spec, sha, data, 224)
     r1 = interventions.run(loaded.model, x, loaded.data_config, "learned", None)
     assert np.array_equal(r0.probs, r1.probs) and np.allclose(r0.rollout, r1.rollout, atol=1e-7)
     assert np.array_equal(r0.image, r1.image) and r0.grid == r1.grid

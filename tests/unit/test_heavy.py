@@ -172,3 +172,13 @@ def test_start_up_gives_each_analysis_slot_its_share_of_the_cores():
     cores = os.cpu_count() or 1
     expected = max(1, cores // 2)
     assert out.stdout.split() == [str(expected), str(expected)]
+
+
+def test_a_cache_sized_by_entries_keeps_the_newest_n():
+    """heavy.FIGURES counts entries (a plotly figure's size hides inside it): the oldest goes first."""
+    lru = SharedLRU(3, size=lambda _: 1)
+    for k in "abcd":
+        lru.get(k, lambda k=k: k.upper())
+    lru.get("b", lambda: "never built")  # a hit moves it to the end
+    lru.get("e", lambda: "E")
+    assert [k for k in "abcde" if k in lru] == ["b", "d", "e"] and lru.evictions == 2
