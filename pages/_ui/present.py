@@ -25,6 +25,7 @@ PRESENT_PARAM = "present"
 # these travel with Previous/Next; everything else belongs to the page being left.
 KEEP_PARAMS = (PRESENT_PARAM, "model", "source", "sample")
 CSS_MARKER = "vit-present-mode"
+_PAGE_FILES = {str((ROOT / p[0]).resolve()): p for p in PAGES}  # resolved once, not on every page run
 
 PRESENT_CSS = f"""
 <style id="{CSS_MARKER}">
@@ -136,12 +137,7 @@ def talk() -> list[tuple[str, str, str, str]]:
 
 def current_page() -> tuple[str, str, str, str] | None:
     """The PAGES entry of the page script that is running (found on the call stack)."""
-    return st_private.calling_file(_page_files())
-
-
-@functools.cache
-def _page_files() -> dict[str, tuple[str, str, str, str]]:
-    return {str((ROOT / p[0]).resolve()): p for p in PAGES}
+    return st_private.calling_file(_PAGE_FILES)
 
 
 def neighbours(page) -> tuple[tuple | None, tuple | None, int, int]:

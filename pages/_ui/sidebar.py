@@ -6,6 +6,8 @@ later reruns), then ``widgets.header()``.
 from __future__ import annotations
 
 import contextvars
+import functools
+import time
 from dataclasses import dataclass
 
 import streamlit as st
@@ -73,6 +75,12 @@ def model_choices() -> list[tuple[str, str]]:
 
 def default_spec() -> str:
     """The bundled model, unless ImageNet weights are already cached on this machine."""
+    # probed again every 10 s, not on every page run of every student (a few file checks each)
+    return _default_spec_at(int(time.monotonic() // 10))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_spec_at(_tick: int) -> str:
     try:
         if hub.catalog_cached(IMAGENET_DEFAULT.split(":", 1)[1]):  # a file check: no timm import
             return IMAGENET_DEFAULT
@@ -196,11 +204,16 @@ def sidebar() -> Ctx:
         (data, sha), source = sample_bytes(name), "sample"
     if loaded.source == "bundled" and (source != "sample" or not name.startswith("shapes")):
         _photo_on_shapes_model()
-    st.sidebar.caption(f"Device: {loading.device_label()}")
-    ctx = Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data, sha=sha,
-              device=loading.device_label())
+    device = _device_label()
+    st.sidebar.caption(f"Device: {device}")
+    ctx = Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data, sha=sha, device=device)
     CURRENT.set(ctx)
     return ctx
+
+
+@functools.cache
+def _device_label() -> str:
+    return loading.device_label()  # fixed for the process: the device, and the threads set at start-up
 
 
 def _offer_download(spec: str, status) -> str:
