@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--second-class", action="store_true", help="run the class twice against the same server")
     p.add_argument("--warm", type=int, default=0,
                    help="first walk N students through every page, unmeasured (warm caches), on each server")
+    p.add_argument("--lecturer", action="store_true",
+                   help="first one session opens the deep link, unmeasured: the lecturer's tab that shows the QR "
+                        "code (on each server)")
     p.add_argument("--seed", type=int, default=0, help="seed for photos and lecture pauses")
     p.add_argument("--json", help="write the results to this JSON file")
     args = p.parse_args(argv)
@@ -320,6 +323,18 @@ def warmup_args(args) -> argparse.Namespace:
                                  "max_pages": None})
 
 
+def lecturer_args(args) -> argparse.Namespace:
+    """The lecturer: one session on the deep link alone (no photo), before the class scans the QR code."""
+    return argparse.Namespace(**{**vars(args), "students": 1, "ramp": 0.0, "scenario": "walk", "max_pages": 0})
+
+
+async def before_class(base: str, args, pids: list[int]) -> None:
+    if args.lecturer:
+        await run_class(base, lecturer_args(args), pids, "lecturer")
+    if args.warm:
+        await run_class(base, warmup_args(args), pids, "warm-up")
+
+
 async def amain(args) -> dict:
     servers: list[Server] = []
     try:
@@ -329,8 +344,7 @@ async def amain(args) -> dict:
             base, pids = await srv.start(), [srv.proc.pid, *args.server_pid]
         else:
             base, pids = args.url.rstrip("/"), args.server_pid
-        if args.warm:
-            await run_class(base, warmup_args(args), pids, "warm-up")
+        await before_class(base, args, pids)
         result = await run_class(base, args, pids, "target")
         result["server_log"] = str(servers[0].log) if args.app else None  # tracebacks of the exceptions
         result["second_class"] = await run_class(base, args, pids, "second") if args.second_class else None
@@ -343,8 +357,7 @@ async def amain(args) -> dict:
             servers.append(srv)
             tbase = await srv.start()
             targs = argparse.Namespace(**{**vars(args), "model": None, "page": "", "train_page": ""})
-            if args.warm:
-                await run_class(tbase, warmup_args(targs), [srv.proc.pid], "warm-up")
+            await before_class(tbase, targs, [srv.proc.pid])
             result["baseline"] = b = await run_class(tbase, targs, [srv.proc.pid], "baseline")
             if b["median_page_s"] and result["median_page_s"] is not None:
                 result["ratio_median_page"] = round(result["median_page_s"] / b["median_page_s"], 2)
