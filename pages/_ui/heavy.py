@@ -239,6 +239,9 @@ GATE = FairGate(SLOTS)
 ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 3300) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
+# Results that take milliseconds (one layer's q, k, v): shared and bounded, but never queued
+# behind forward passes.
+LIGHT = SharedLRU(_env_int("VIT_LIGHT_CACHE_MB", 200) * 2**20)
 # Figures and encoded pictures shared by every student (cache.chart, cache.encoded): plain dicts
 # behind a lock, not st.cache_resource, whose per-call hashing and signature inspection was ~4% of
 # every page run. Figures are counted by entries (their size hides inside plotly objects).
@@ -261,7 +264,4 @@ def set_torch_threads(n: int = TORCH_THREADS) -> int:
 
     torch.set_num_threads(n)
     return torch.get_num_threads()
-# Results that take milliseconds (one layer's q, k, v): shared and bounded, but never queued
-# behind forward passes.
-LIGHT = SharedLRU(_env_int("VIT_LIGHT_CACHE_MB", 200) * 2**20)
 
