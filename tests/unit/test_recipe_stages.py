@@ -50,7 +50,7 @@ def test_fresh_seed_check_knows_both_stages():
     cfg = json.loads(json.dumps(PRESETS["shapes-demo"].to_dict()))
     used = evaluate.seeds_in_use(cfg)
     assert step_seed(0, 7999) in used  # stage 1 (the base preset's last batch)
-    assert step_seed(1, 3999) in used and step_seed(1, PLAIN_STREAM + 3999) in used  # stage 2, both halves
+    assert step_seed(1, 5999) in used and step_seed(1, PLAIN_STREAM + 5999) in used  # stage 2, both halves
     evaluate.check_fresh(cfg, evaluate.fresh_seeds(3), 1000)
 
 
@@ -71,3 +71,23 @@ def test_a_stage_is_reused_only_when_its_record_matches(tmp_path, monkeypatch):
     except SystemExit:
         pass
     assert trained, "a stage whose record differs is trained again"
+
+
+def test_a_stage_trains_at_its_own_thread_count(tmp_path, monkeypatch):
+    """Stage 2 runs at two threads; stage 1, trained first in the same process, must keep its one
+    (float sums differ with the thread count, and so would its weights)."""
+    monkeypatch.setattr(cli, "BUILD", tmp_path)
+    seen = []
+    monkeypatch.setattr(cli, "run", lambda *a, **k: seen.append(torch.get_num_threads()) or (_ for _ in ()).throw(
+        SystemExit("stop")))
+    before = torch.get_num_threads()
+    torch.set_num_threads(PRESETS["shapes-demo"].num_threads)
+    try:
+        try:
+            cli.stage_weights("shapes-demo-base", lambda s: None)
+        except SystemExit:
+            pass
+        assert seen == [PRESETS["shapes-demo-base"].num_threads] == [1]
+        assert torch.get_num_threads() == PRESETS["shapes-demo"].num_threads == 2  # restored for stage 2
+    finally:
+        torch.set_num_threads(before)

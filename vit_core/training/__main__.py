@@ -39,7 +39,13 @@ def stage_weights(name: str, log) -> str:
             return str(out / "model.safetensors")
     log(f"stage {name}: training it first into {out}")
     data = DATA_SOURCES[cfg.dataset](with_base(cfg, log))
-    done = run(with_base(cfg, log), log=log, data=data)
+    threads = torch.get_num_threads()
+    if cfg.num_threads:  # each stage at its own thread count (float sums differ with it): same weights
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        done = run(with_base(cfg, log), log=log, data=data)
+    finally:
+        torch.set_num_threads(threads)
     if done.reason != "finished":
         raise SystemExit(f"stage {name} ended: {done.reason}")
     store.save_run(out, done.model, cfg, data.classes, done, preset=name)
