@@ -118,14 +118,14 @@ def test_fresh_seeds_never_meet_training_validation_or_development():
 
 
 def test_accuracy_holds_on_fresh_seeds(figures):
-    """Half-size figures measured on this repo's torch build: mean 0.947, worst 0.934 (the card's
-    full size: 0.949 and 0.943). The seeds are fixed, so each figure is exact on one build; the floors
-    (mean >= 0.93, worst >= 0.92) leave 1.4-1.7 points for float differences between CPUs and torch
+    """Half-size figures measured on this repo's torch build: mean 0.955, worst 0.948 (the card's
+    full size: 0.960 and 0.956). The seeds are fixed, so each figure is exact on one build; the floors
+    (mean >= 0.94, worst >= 0.93) leave 1.5-1.8 points for float differences between CPUs and torch
     builds, which flip a few borderline images, and still fail a model that is a couple of points
-    worse. Below the project's 0.95 goal on purpose: the model does not meet it on fresh seeds."""
+    worse (the previous stage 2, full size: 0.949 and 0.943, is the last that would pass)."""
     acc = figures["accuracy"]
-    assert acc["mean"] >= evaluate.THRESHOLDS["accuracy_mean"] == 0.93, figures["per_seed"]
-    assert acc["worst"] >= evaluate.THRESHOLDS["accuracy_worst"] == 0.92, figures["per_seed"]
+    assert acc["mean"] >= evaluate.THRESHOLDS["accuracy_mean"] == 0.94, figures["per_seed"]
+    assert acc["worst"] >= evaluate.THRESHOLDS["accuracy_worst"] == 0.93, figures["per_seed"]
     assert len(figures["per_seed"]) >= 3 and all(r["n"] == N_PER_SEED for r in figures["per_seed"])
     assert figures["protocol"]["checked_against_training"]
 
@@ -133,11 +133,11 @@ def test_accuracy_holds_on_fresh_seeds(figures):
 def test_plain_shapes_show_the_cure(figures):
     """Stage 2 trained on plain shapes for half of each batch: with the class stripes off (the same
     scenes as fresh seed 0), the final model still reads the class from the outline (half size:
-    0.938; card, full size: 0.935). The floor 0.85 keeps a wide margin for float differences and
+    0.962; card, full size: 0.957). The floor 0.90 keeps a wide margin for float differences and
     fails a model that falls back on the stripes (stage 1: 0.416)."""
     plain = figures["plain"]["accuracy"]
     assert figures["plain"]["data_options"]["fill_texture"] == 0.0
-    assert plain >= 0.85, (plain, figures["plain"]["per_class"])
+    assert plain >= 0.90, (plain, figures["plain"]["per_class"])
 
 
 def test_stage1_shows_the_shortcut(stage1_figures):
