@@ -16,6 +16,7 @@ DEFAULT_SPEC = "bundled:shapes-vit"
 # Stage 1 of the bundled model's recipe (striped images only): the stripe shortcut, kept for the
 # lesson on Critics and impact ("What did this model learn?").
 STAGE1_SPEC = "bundled:shapes-vit-stage1"
+SHORTCUT_CLASS = "ring"  # the shortcut lesson opens on it (stage 1 misreads its plain scene 0)
 IMAGENET_DEFAULT = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
 
 # (file, title, url path, icon), in lecture order. app.py and Previous/Next both read this.

@@ -142,3 +142,21 @@ def test_class_follows_the_selectbox_and_the_url():
     assert [p.split("**")[1] for p in predictions(at)] == [names[r.top] for r in readings]
     # (AppTest's query_params hold what the test sent, not the widget's write-back, so the other
     # direction, widget -> URL, is Streamlit's bind="query-params" and not checked here.)
+
+
+def test_the_server_reads_the_lesson_as_it_opens_before_anyone_asks(monkeypatch):
+    """A class walking the pages reaches Critics together: the start-up warm-up (pages/_ui/warmup.py)
+    has already read the default view with both models, so the page computes nothing."""
+    from pages._ui import warmup
+
+    cache.shortcut_pair.clear()
+    cache.shortcut_class_counts.clear()
+    warmup.shortcut_lesson()
+
+    def no_compute(*a, **k):
+        raise AssertionError("the lesson was computed on the page, not at start-up")
+
+    monkeypatch.setattr(shortcut, "read_pair", no_compute)
+    monkeypatch.setattr(shortcut, "class_with_and_without", no_compute)
+    at = run("critics_impact")
+    assert not at.exception and len(predictions(at)) == 2 * len(shown_specs())
