@@ -106,3 +106,26 @@ def session_alive(sid: str) -> bool | None:
         return rt.is_active_session(sid) is True
     except Exception:
         return None
+
+
+def expire_closed_sessions(manager=None) -> int | None:
+    """Forget closed tabs' sessions whose reconnect window (``server.disconnectedSessionTTL``) is over.
+
+    Streamlit keeps a closed tab's session in a TTL cache that only drops expired entries on its
+    next write, i.e. when another tab closes. Until then each keeps its fragment storage, whose
+    fragments are page functions whose globals hold that student's analysis: a second class arriving
+    after the first pinned ~1.2 GB of the first class's analyses (BENCHMARKS "Lecture hall").
+
+    Returns:
+        How many closed sessions were dropped, or None when the internal is gone.
+    """
+    try:
+        if manager is None:
+            from streamlit import runtime
+
+            manager = runtime.get_instance()._session_mgr
+        storage = manager._session_storage
+        with manager._storage_lock:
+            return len(storage._cache.expire())
+    except Exception:
+        return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import matplotlib
 import numpy as np
@@ -102,6 +103,18 @@ def precompute_gallery() -> None:
         freeze_heap()
 
     threading.Thread(target=run, name="vit-warmup", daemon=True).start()
+    threading.Thread(target=_forget_closed_sessions, name="vit-sessions", daemon=True).start()
+
+
+def _forget_closed_sessions(every_s: float = 10.0) -> None:
+    """Every few seconds, drop closed sessions past their reconnect window (st_private), and collect
+    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml)."""
+    from pages._ui import st_private
+
+    while True:
+        time.sleep(every_s)
+        if st_private.expire_closed_sessions():
+            gc.collect()
 
 
 def shortcut_lesson() -> None:
