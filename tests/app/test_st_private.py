@@ -75,3 +75,42 @@ def test_fragment_rerun_is_false_in_a_full_run_and_safe_outside_one():
 
     at = AppTest.from_function(page).run()
     assert at.markdown[0].value == "full run: False"
+
+
+def test_closed_sessions_past_their_window_are_dropped_and_freed():
+    """Streamlit's session storage (its own TTL cache) forgets an expired closed session only on its
+    next write; expire_closed_sessions drops it at once, so what it held can be freed."""
+    import threading
+    import time
+    import weakref
+
+    from streamlit.runtime.memory_session_storage import MemorySessionStorage
+    from streamlit.runtime.websocket_session_manager import WebsocketSessionManager
+
+    src = inspect.getsource(WebsocketSessionManager.__init__)
+    assert "self._session_storage" in src and "self._storage_lock" in src  # the internals it reaches
+
+    class Session:
+        def __init__(self, k):
+            self.id = f"s{k}"
+            self.analysis = bytearray(1000)  # what a closed tab's fragments pin
+
+    class Info:
+        def __init__(self, k):
+            self.session = Session(k)
+
+    class Manager:
+        _session_storage = MemorySessionStorage(ttl_seconds=1)
+        _storage_lock = threading.Lock()
+
+    infos = [Info(k) for k in range(3)]
+    for info in infos:
+        Manager._session_storage.save(info)
+    alive = [weakref.ref(info.session) for info in infos]
+    del infos, info
+    assert st_private.expire_closed_sessions(Manager) == 0  # within the window: kept for reconnecting
+    time.sleep(1.2)
+    assert sum(r() is not None for r in alive) == 3  # expired, yet still held: nothing wrote since
+    assert st_private.expire_closed_sessions(Manager) == 3
+    assert sum(r() is not None for r in alive) == 0
+    assert st_private.expire_closed_sessions() is None  # no server in a test: the quiet fallback
