@@ -122,7 +122,7 @@ with t_pred:
 # rerun by one of a hundred students costs dictionary look-ups; this page only lays it out. Its
 # imports stay here, with the section they serve, so the section can be read (and moved) as one piece.
 from pages._ui import cache
-from pages._ui.site import DEFAULT_SPEC, SHORTCUT_CLASS, STAGE1_SPEC
+from pages._ui.site import DEFAULT_SPEC, STAGE1_SPEC, shortcut_class
 
 SCENE_TITLES = ("With its class stripes (as in training)", "The same scene, stripes off")
 
@@ -159,7 +159,7 @@ else:
         "size, rotation, colours and background are identical; only the stripes differ. Both models "
         "read both scenes, live.")
     c1, c2 = st.columns([2, 1])
-    cls_name = c1.selectbox("Class", names, index=names.index(SHORTCUT_CLASS) if SHORTCUT_CLASS in names else 0,
+    cls_name = c1.selectbox("Class", names, index=shortcut_class(names),
                             key="shortcut_class", bind="query-params")
     scene = c2.number_input("Scene", 0, 999, 0, key="shortcut_scene", bind="query-params",
                             help="Another scene of the same class: new position, size, rotation, colours and "

@@ -53,3 +53,9 @@ FAMILY_COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
 def sample_names() -> list[str]:
     """The bundled sample images, sorted."""
     return sorted(p.name for p in SAMPLES.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def shortcut_class(names) -> int:
+    """The index of the class the shortcut lesson opens on (the first class if a model lacks it)."""
+    names = list(names)
+    return names.index(SHORTCUT_CLASS) if SHORTCUT_CLASS in names else 0

@@ -16,9 +16,11 @@
    BENCHMARKS "Lecture hall": the upload class's memory).
 4. Gives torch one thread per analysis slot (``heavy.set_torch_threads``): the queue already keeps
    every core busy with its own pass, so a pass spread over all cores would only oversubscribe them.
-5. Starts one background thread that analyses the bundled sample images on the default model,
-   so that the lecturer's link (a sample, the default model) is instant for the whole room, and
-   reads the Critics page's shortcut lesson as it opens.
+5. Starts a thread that drops closed tabs' sessions once their reconnect window is over
+   (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes).
+6. On the first page run, starts one background thread that analyses the bundled sample images
+   on the default model, so that the lecturer's link (a sample, the default model) is instant for
+   the whole room, and reads the Critics page's shortcut lesson as it opens.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import plotly.tools
 import PIL.Image
 import segno  # noqa: F401  (the QR code of the share box)
 
-from pages._ui import heavy
+from pages._ui import heavy, st_private
 
 
 def _touch_plotly() -> None:
@@ -62,11 +64,21 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def _forget_closed_sessions(every_s: float = 10.0) -> None:
+    """Every few seconds, drop closed sessions past their reconnect window (st_private), and collect
+    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml)."""
+    while True:
+        time.sleep(every_s)
+        if st_private.expire_closed_sessions():
+            gc.collect()
+
+
 heavy.limit_malloc_arenas()
 heavy.set_torch_threads()
 _touch_plotly()
 _touch_imaging()
 freeze_heap()
+threading.Thread(target=_forget_closed_sessions, name="vit-sessions", daemon=True).start()
 
 _STARTED = threading.Event()
 
@@ -103,28 +115,15 @@ def precompute_gallery() -> None:
         freeze_heap()
 
     threading.Thread(target=run, name="vit-warmup", daemon=True).start()
-    threading.Thread(target=_forget_closed_sessions, name="vit-sessions", daemon=True).start()
-
-
-def _forget_closed_sessions(every_s: float = 10.0) -> None:
-    """Every few seconds, drop closed sessions past their reconnect window (st_private), and collect
-    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml)."""
-    from pages._ui import st_private
-
-    while True:
-        time.sleep(every_s)
-        if st_private.expire_closed_sessions():
-            gc.collect()
 
 
 def shortcut_lesson() -> None:
     """The Critics page's lesson as it opens (its default class, scene 0, both bundled stages): a class
     walking the pages reaches it together, and 160 scenes read by two models took seconds."""
     from pages._ui import cache
-    from pages._ui.site import DEFAULT_SPEC, SHORTCUT_CLASS, STAGE1_SPEC
+    from pages._ui.site import DEFAULT_SPEC, STAGE1_SPEC, shortcut_class
 
-    names = list(cache.get_model(DEFAULT_SPEC).class_names)
-    cls = names.index(SHORTCUT_CLASS) if SHORTCUT_CLASS in names else 0
+    cls = shortcut_class(cache.get_model(DEFAULT_SPEC).class_names)
     for spec in (DEFAULT_SPEC, STAGE1_SPEC):
         if cache.model_status(spec).state != "unavailable":
             cache.shortcut_pair(spec, cls, 0)
