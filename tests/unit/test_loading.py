@@ -382,3 +382,15 @@ def test_catalog_cached_is_a_file_check_that_agrees_with_timm(hf_env):
     (hf_env / f"models--timm--{name}" / "refs" / "main").write_text("abc123")
     assert hub.catalog_cached(name) is True
     assert model_status(f"timm:{name}").state == "cached"  # the full probe agrees
+
+
+def test_device_label_counts_threads_in_words():
+    """The sidebar says "CPU (1 thread)" on a server that gives each pass one thread."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert loading.device_label("cpu") == "CPU (1 thread)"
+        torch.set_num_threads(2)
+        assert loading.device_label("cpu") == "CPU (2 threads)"
+    finally:
+        torch.set_num_threads(before)

@@ -288,7 +288,8 @@ def device_label(device: str | torch.device = "auto") -> str:
                        "cpu" if device == "auto" else device)
     if dev.type == "cuda":
         return f"GPU ({torch.cuda.get_device_name(dev)})"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'' if n == 1 else 's'})"
 
 
 def list_user_models(folder: str | os.PathLike) -> list[Path]:
