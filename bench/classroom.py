@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-button", default="Train the ViT", help="train: label of the button to press")
     p.add_argument("--stop-button", default="Stop", help="train: button pressed before leaving ('' to just leave)")
     p.add_argument("--train-watch", type=float, default=20.0, help="train: seconds to watch the page after the click")
+    p.add_argument("--others", type=int, default=0,
+                   help="train: also N other students walking at lecture pace (--pause-min/max), first alone, "
+                        "then while the class trains; reports their page p95 loaded / unloaded")
     p.add_argument("--max-pages", type=int, default=None,
                    help="visit at most N pages after the deep link (default: all of them)")
     p.add_argument("--keep-query", action="store_true",
@@ -328,6 +331,36 @@ def lecturer_args(args) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "students": 1, "ramp": 0.0, "scenario": "walk", "max_pages": 0})
 
 
+def others_args(args) -> argparse.Namespace:
+    """The students who do not train: ``args.others`` of them on the deep link, at lecture pace."""
+    return argparse.Namespace(**{**vars(args), "students": args.others, "scenario": "lecture", "max_pages": None,
+                                 "seed": args.seed + 1})
+
+
+def median_p95(r: dict) -> float | None:
+    xs = sorted(v["p95"] for v in r["pages"].values() if v["p95"] is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+async def train_with_others(base: str, args, pids: list[int]) -> dict:
+    """The train class while ``args.others`` students walk the pages, after the same walk unloaded."""
+    oargs = others_args(args)
+    alone = await run_class(base, oargs, pids, "others-unloaded")
+
+    async def others_later():
+        await asyncio.sleep(3.0)  # the trainers' clicks first, as in a room
+        return await run_class(base, oargs, pids, "others-loaded")
+
+    result, loaded = await asyncio.gather(run_class(base, args, pids, "target"), others_later())
+    result["others_unloaded"], result["others_loaded"] = alone, loaded
+    u, lo = median_p95(alone), median_p95(loaded)
+    result["ratio_others_p95"] = round(lo / u, 2) if u and lo is not None else None
+    worst = max(((k, v["p95"] / alone["pages"][k]["p95"]) for k, v in loaded["pages"].items()
+                 if k in alone["pages"] and alone["pages"][k]["p95"]), key=lambda kv: kv[1], default=(None, None))
+    result["worst_others_page"] = [worst[0], None if worst[1] is None else round(worst[1], 2)]
+    return result
+
+
 async def before_class(base: str, args, pids: list[int]) -> None:
     if args.lecturer:
         await run_class(base, lecturer_args(args), pids, "lecturer")
@@ -345,7 +378,10 @@ async def amain(args) -> dict:
         else:
             base, pids = args.url.rstrip("/"), args.server_pid
         await before_class(base, args, pids)
-        result = await run_class(base, args, pids, "target")
+        if args.scenario == "train" and args.others:
+            result = await train_with_others(base, args, pids)
+        else:
+            result = await run_class(base, args, pids, "target")
         result["server_log"] = str(servers[0].log) if args.app else None  # tracebacks of the exceptions
         result["second_class"] = await run_class(base, args, pids, "second") if args.second_class else None
         result["baseline"], result["ratio_median_page"], result["ratio_wall"] = None, None, None
@@ -385,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     print_report(result, args.app or args.url, args)
     if result["server_log"]:
         print(f"server log (tracebacks): {result['server_log']}")
+    if result.get("others_loaded"):
+        print_report(result["others_unloaded"], f"{args.others} other students, alone", args)
+        print_report(result["others_loaded"], f"the same {args.others}, while the class trains", args)
+        print(f"\nothers' page p95, median over pages: {fmt(median_p95(result['others_loaded']))} s loaded vs "
+              f"{fmt(median_p95(result['others_unloaded']))} s alone = {fmt(result['ratio_others_p95'])}x; "
+              f"worst page {result['worst_others_page'][0]} {fmt(result['worst_others_page'][1])}x")
     if result["second_class"]:
         print_report(result["second_class"], "second class, same server", args)
     if result["baseline"]:

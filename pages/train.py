@@ -93,7 +93,7 @@ def live() -> None:
     view.status_line(shown, mgr)
     view.metrics(shown)
     if any(x.steps for x in shown.logs):
-        cache.plotly_chart(view.curves(shown), key="tr_curves")
+        view.curves_chart(shown)
     view.watch_it_learn(shown)
     moving = shown.active or (own is not None and own.active)
     if moving:

@@ -87,6 +87,20 @@ def metrics(job: runs.Job) -> None:
                 else (f"{sum(x.seconds for x in job.logs):.0f} s" if last else "–"))
 
 
+def progress_key(job: runs.Job) -> tuple:
+    """What the live view of ``job`` depends on: the job and how far each leg has logged."""
+    return (job.id, job.created, tuple((len(x.steps), len(x.evals), len(x.snapshots)) for x in job.logs))
+
+
+def curves_chart(job: runs.Job) -> None:
+    """The curves, built once per step of progress and shared by every session watching ``job``.
+
+    A room watches one run: building the figure per watcher and tick (make_subplots, ~40 ms) was
+    most of what 20 watchers cost everyone else's pages.
+    """
+    cache.plotly_chart(cache.chart("train_curves", progress_key(job), curves, job), key="tr_curves")
+
+
 def curves(job: runs.Job) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Accuracy"), horizontal_spacing=0.08)
     for lg in job.logs:
@@ -114,6 +128,16 @@ def curves(job: runs.Job) -> go.Figure:
     return fig
 
 
+def _rollout_strip(snap) -> np.ndarray:
+    """The snapshot's validation image beside its rollout overlay, upscaled to about 288 px."""
+    big = figures.upscale(snap.image, max(1, 288 // snap.image.shape[0]))
+    return np.concatenate([big, figures.overlay(big, snap.rollout, alpha=0.55)], axis=1)  # (H, 2W, 3)
+
+
+def _pos_mosaic(snap) -> np.ndarray:
+    return drawing.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)[0]
+
+
 def watch_it_learn(job: runs.Job) -> None:
     lg = next((x for x in job.logs if x.snapshots), None)
     if lg is None:
@@ -130,16 +154,15 @@ def watch_it_learn(job: runs.Job) -> None:
     snap = snaps[steps.index(step)]
     acc = next((e.val_acc for e in lg.evals if e.step == step), None)
     left, right = st.columns(2)
+    # Encoded once per snapshot and shared by every watcher: a tick only sends the bytes again.
+    key = (job.id, job.created, lg.name, step)
     with left:
-        scale = max(1, 288 // snap.image.shape[0])
-        big = figures.upscale(snap.image, scale)
-        st.image(np.concatenate([big, figures.overlay(big, snap.rollout, alpha=0.55)], axis=1), width="stretch",
+        st.image(cache.encoded("train_rollout", key, _rollout_strip, snap, fmt="png"), width="stretch",
                  caption=f"Attention rollout on a fixed validation image at step {step}"
                          + (f" (validation accuracy {acc:.0%})" if acc is not None else "")
                          + ": where [CLS] gathers information from.")
     with right:
-        mosaic, _ = drawing.similarity_mosaic(snap.pos_similarity, tile=40 if snap.pos_similarity.shape[0] <= 64 else 24)
-        st.image(mosaic, width="stretch",
+        st.image(cache.encoded("train_pos", key, _pos_mosaic, snap, fmt="png"), width="stretch",
                  caption="Position embeddings: tile i shows how similar position i is to every other position "
                          "(red = similar). They start as noise; training can discover rows, columns and "
                          "neighbourhoods (paper Fig. 7, centre).")

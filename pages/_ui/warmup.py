@@ -17,14 +17,18 @@
 4. Gives torch one thread per analysis slot (``heavy.set_torch_threads``): the queue already keeps
    every core busy with its own pass, so a pass spread over all cores would only oversubscribe them.
 5. Starts a thread that drops closed tabs' sessions once their reconnect window is over
-   (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes).
-6. On the first page run, starts one background thread that analyses the bundled sample images
+   (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes), and
+   returns malloc's free pages to the system every 10 s (``heavy.trim``).
+6. On the first page run (or before the server opens, under ``deploy/hall.py``: ``prepare_server``),
+   starts one background thread that analyses the bundled sample images
    on the default model, so that the lecturer's link (a sample, the default model) is instant for
    the whole room, and reads the Critics page's shortcut lesson as it opens.
 """
 from __future__ import annotations
 
+import ast
 import gc
+import importlib
 import os
 import threading
 import time
@@ -64,13 +68,15 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def _forget_closed_sessions(every_s: float = 10.0) -> None:
-    """Every few seconds, drop closed sessions past their reconnect window (st_private), and collect
-    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml)."""
+def _housekeeping(every_s: float = 10.0) -> None:
+    """Every few seconds, drop closed sessions past their reconnect window (st_private), collect
+    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml), and
+    hand malloc's free pages back to the system (``heavy.trim``)."""
     while True:
         time.sleep(every_s)
         if st_private.expire_closed_sessions():
             gc.collect()
+        heavy.trim()
 
 
 heavy.limit_malloc_arenas()
@@ -78,16 +84,19 @@ heavy.set_torch_threads()
 _touch_plotly()
 _touch_imaging()
 freeze_heap()
-threading.Thread(target=_forget_closed_sessions, name="vit-sessions", daemon=True).start()
+threading.Thread(target=_housekeeping, name="vit-housekeeping", daemon=True).start()
 
 _STARTED = threading.Event()
 
 
-def precompute_gallery() -> None:
+def precompute_gallery(wait: bool = False) -> None:
     """Analyse every bundled sample on the default model (shared caches), once per process.
 
     Runs in a daemon thread; pages that need an analysis before it finishes simply join the
     queue like any other request. ``VIT_WARMUP=0`` switches it off (tests that count work).
+
+    Args:
+        wait: return only once it is done (the hall's start-up, before the port opens).
     """
     if _STARTED.is_set() or os.environ.get("VIT_WARMUP", "1") == "0":
         return
@@ -114,7 +123,48 @@ def precompute_gallery() -> None:
             pass
         freeze_heap()
 
-    threading.Thread(target=run, name="vit-warmup", daemon=True).start()
+    thread = threading.Thread(target=run, name="vit-warmup", daemon=True)
+    thread.start()
+    if wait:
+        thread.join()
+
+
+def page_modules() -> list[str]:
+    """Every module the pages import (read from their source, so a new page is covered too)."""
+    from pages._ui.site import PAGES, ROOT
+
+    names: set[str] = set()
+    for path, *_ in PAGES:
+        for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)  # submodules; others skipped
+    return sorted(names)
+
+
+def prepare_server() -> str:
+    """What the first visitors would otherwise wait for, done before the server accepts any.
+
+    ``deploy/hall.py`` calls this from its start-up hook (``st.App``'s lifespan), so the port
+    opens only once the pages' modules are imported, the default model is loaded and the gallery
+    analysed: a class arriving at a fresh server all at once then meets a warm one.
+
+    Returns:
+        One line for the server log: what is ready, counted from the caches themselves.
+    """
+    start = time.perf_counter()
+    done = 0
+    for name in page_modules():
+        try:
+            importlib.import_module(name)
+            done += 1
+        except ImportError:  # "from x import some_function": not a module, imported with x already
+            pass
+    precompute_gallery(wait=True)
+    return (f"ViT Explainer is warm after {time.perf_counter() - start:.1f} s: {done} page modules imported, "
+            f"{len(heavy.ANALYSES)} analyses cached")
 
 
 def shortcut_lesson() -> None:

@@ -26,14 +26,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(env: dict | None = None, timeout_s: float = 60):
-    """``streamlit run app.py`` on a free localhost port; yields the base URL once healthy."""
+def app_server(env: dict | None = None, timeout_s: float = 60, script: str = "app.py", log: Path | None = None):
+    """``streamlit run SCRIPT`` on a free localhost port; yields the base URL once healthy.
+
+    Args:
+        log: a file for the server's output (discarded when None).
+    """
     port = free_port()
+    out = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115  (closed below)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless=true", "--server.fileWatcherType=none",
          "--browser.gatherUsageStats=false"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     base = f"http://127.0.0.1:{port}"
     try:
@@ -53,6 +58,8 @@ def app_server(env: dict | None = None, timeout_s: float = 60):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if log is not None:
+            out.close()
 
 
 def settle(page, timeout_s: float = 120) -> None:

@@ -315,3 +315,28 @@ def test_the_disk_bound_removes_the_oldest_models_first(tmp_path):
     assert not (tmp_path / CLASS).exists() or not any((tmp_path / CLASS).iterdir())
     big = ModelStore(tmp_path, max_mb=1e-6)
     assert big.enforce_bound(keep=newest) and newest.exists()  # never the one just saved
+
+
+def test_a_worker_does_not_re_run_the_script_that_streamlit_installed_as_main(tmp_path, monkeypatch):
+    """Under Streamlit, ``__main__`` is the page script running (the Train page warms the worker). A
+    spawn child re-executes that file unless told otherwise: it imported the whole app and drew the
+    page in bare mode (630-960 MB per worker)."""
+    import multiprocessing as mp
+    import sys
+    import types
+
+    from vit_core.training import worker
+
+    marker = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('the page ran in the worker')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    w = worker.Worker(mp.get_context("spawn"), threads=1)
+    try:
+        assert sys.modules["__main__"] is page  # the parent's own __main__ is back at once
+        assert w.alive()
+    finally:
+        w.close(timeout=60)
+    assert w.proc.exitcode == 0 and not marker.exists()

@@ -18,9 +18,11 @@ import gc
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
+import types
 
 from vit_core.training import runs
 from vit_core.training.loop import pick_device
@@ -77,6 +79,29 @@ def _main(tasks, events, stop, threads: int) -> None:
             events.put(_END)
 
 
+_START_LOCK = threading.Lock()
+
+
+def _start_without_main(proc) -> None:
+    """``proc.start()``, without the child re-running the parent's ``__main__``.
+
+    A "spawn" child first re-executes the file of ``sys.modules["__main__"]`` (as ``__mp_main__``).
+    Under Streamlit that is the page script running at that moment (Streamlit installs each script
+    run as ``__main__``): the Train page, which warms the worker. The child then imported the whole
+    app, drew the Train page in bare mode and analysed the gallery (measured: 630-960 MB and seconds
+    of CPU per worker). ``_main`` needs nothing from ``__main__``, so the child is given an empty one
+    for the instant the process is created; the parent's is put back at once.
+    """
+    with _START_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__ or __spec__: nothing to re-run
+        try:
+            proc.start()
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
 class WorkerDied(RuntimeError):
     """The worker process ended in the middle of a run."""
 
@@ -88,7 +113,7 @@ class Worker:
         self.tasks, self.events, self.stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.proc = ctx.Process(target=_main, args=(self.tasks, self.events, self.stop, threads),
                                 name="vit-train-worker", daemon=False)
-        self.proc.start()
+        _start_without_main(self.proc)
 
     def alive(self) -> bool:
         return self.proc.is_alive()
