@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import cache, present, st_private
+from pages._ui import present, st_private
 from pages._ui import train_view as view
 from pages._ui.sidebar import sidebar
 from pages._ui.site import USER_MODELS
