@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test venv dev bench model clean cluster cluster-stop
+.PHONY: run hall test venv dev bench model clean cluster cluster-stop
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ dev: $(VENV)/.dev
 
 run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.address localhost
+
+# A lecture hall: the same app, warm before its port opens (deploy/hall.py), reachable from the room's phones.
+hall: $(VENV)/.runtime
+	$(PY) -m streamlit run deploy/hall.py --server.port $(PORT) --server.address 0.0.0.0
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q

@@ -422,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     if result["server_log"]:
         print(f"server log (tracebacks): {result['server_log']}")
     if result.get("others_loaded"):
-        print_report(result["others_unloaded"], f"{args.others} other students, alone", args)
-        print_report(result["others_loaded"], f"the same {args.others}, while the class trains", args)
+        print_report(result["others_unloaded"], f"{args.others} other students, alone", others_args(args))
+        print_report(result["others_loaded"], f"the same {args.others}, while the class trains", others_args(args))
         print(f"\nothers' page p95, median over pages: {fmt(median_p95(result['others_loaded']))} s loaded vs "
               f"{fmt(median_p95(result['others_unloaded']))} s alone = {fmt(result['ratio_others_p95'])}x; "
               f"worst page {result['worst_others_page'][0]} {fmt(result['worst_others_page'][1])}x")

@@ -21,7 +21,8 @@ for s in $SCEN; do
                 --query sample=shapes-star.png --timeout 900 --json "$OUT/$s.json" ;;
     upload)  $C --app app.py --students 100 --ramp 10 --scenario upload --model random:vit_base_patch16_224 \
                 --second-class --timeout 900 --json "$OUT/$s.json" ;;
-    train)   $C --app app.py --students 20 --ramp 10 --scenario train --train-watch 30 --timeout 600 \
+    train)   $C --app app.py --students 20 --ramp 10 --scenario train --train-watch 40 --timeout 600 \
+                --others 30 --pause-min 1 --pause-max 3 --query sample=shapes-star.png --warm 1 \
                 --json "$OUT/$s.json" ;;
     cluster) $PY bench/cluster_class.py --students 100 --json "$OUT/$s.json" ;;
   esac > "$OUT/$s.txt" 2>&1

@@ -182,7 +182,7 @@ def start_cluster(replicas: int, port: int, sticky: bool = True, env: dict | Non
         for i, p in enumerate(ports, 1):
             with open(run / f"r{i}.log", "wb") as log:  # the child keeps its own descriptor
                 cluster.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "streamlit", "run", "app.py", *STREAMLIT_ARGS,
+                    [sys.executable, "-m", "streamlit", "run", "deploy/hall.py", *STREAMLIT_ARGS,
                      "--server.address", "127.0.0.1", "--server.port", str(p)],
                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                     env={**os.environ, **shared, **(env or {})}))

@@ -6,18 +6,18 @@ be this session's own or the class run (read-only here unless this session start
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from pages._ui import cache
 from pages._ui.site import FAMILY_COLORS, PLOTLY_CONFIG, ROOT, USER_MODELS
 from vit_core.analysis.embeddings import GRID_GAP_CLEAR, neighbour_vs_far
-from vit_core.render import drawing, figures
+from vit_core.render import charts, drawing, figures
 from vit_core.training import jobs, runs
 
 MAX_DOWNLOAD_MB = 200
@@ -87,45 +87,22 @@ def metrics(job: runs.Job) -> None:
                 else (f"{sum(x.seconds for x in job.logs):.0f} s" if last else "–"))
 
 
-def progress_key(job: runs.Job) -> tuple:
-    """What the live view of ``job`` depends on: the job and how far each leg has logged."""
-    return (job.id, job.created, tuple((len(x.steps), len(x.evals), len(x.snapshots)) for x in job.logs))
+CURVES_EVERY_S = 1.0
 
 
 def curves_chart(job: runs.Job) -> None:
-    """The curves, built once per step of progress and shared by every session watching ``job``.
+    """The curves, built at most once a second per run and shared by every session watching it.
 
-    A room watches one run: building the figure per watcher and tick (make_subplots, ~40 ms) was
-    most of what 20 watchers cost everyone else's pages.
+    A room watches one run, each tab ticking on its own clock: keyed by the steps logged, nearly
+    every tick of every watcher built a figure of its own (make_subplots, ~40 ms), most of what 20
+    watchers cost everyone else's pages. A run that has ended is keyed by its final log.
     """
-    cache.plotly_chart(cache.chart("train_curves", progress_key(job), curves, job), key="tr_curves")
+    when = int(time.monotonic() // CURVES_EVERY_S) if job.active else "end"
+    cache.plotly_chart(cache.chart("train_curves", (job.id, job.created, when), curves, job), key="tr_curves")
 
 
 def curves(job: runs.Job) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss", "Accuracy"), horizontal_spacing=0.08)
-    for lg in job.logs:
-        if not lg.steps:
-            continue
-        color = FAMILY_COLORS.get(lg.name.split(" ")[0], "#555")
-        dash = "dot" if "10%" in lg.name else "solid"
-        steps = [s.step for s in lg.steps]
-        k = max(1, len(steps) // 400)  # smooth the noisy per-step values: running mean over k steps
-        loss = np.convolve([s.loss for s in lg.steps], np.ones(k) / k, mode="valid")
-        acc = np.convolve([s.train_acc for s in lg.steps], np.ones(k) / k, mode="valid")
-        xs = steps[k - 1:]
-        fig.add_trace(go.Scatter(x=xs[::k], y=loss[::k], name=f"{lg.name} loss", line=dict(color=color, dash=dash),
-                                 legendgroup=lg.name, showlegend=False), 1, 1)
-        fig.add_trace(go.Scatter(x=xs[::k], y=acc[::k], name=f"{lg.name} train", opacity=0.45,
-                                 line=dict(color=color, dash=dash, width=1), legendgroup=lg.name), 1, 2)
-        if lg.evals:
-            fig.add_trace(go.Scatter(x=[e.step for e in lg.evals], y=[e.val_acc for e in lg.evals],
-                                     name=f"{lg.name} validation", mode="lines+markers",
-                                     line=dict(color=color, dash=dash, width=3), legendgroup=lg.name), 1, 2)
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
-                      uirevision="keep")
-    return fig
+    return charts.training_curves(job.logs, FAMILY_COLORS)
 
 
 def _rollout_strip(snap) -> np.ndarray:

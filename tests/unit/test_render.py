@@ -288,8 +288,18 @@ def test_figures_built_unchecked_pass_plotly_validation():
 
     from vit_core.render import whatif_figures as wf
 
+    from types import SimpleNamespace as NS
+
+    from vit_core.render import charts
+
     img = np.zeros((64, 64, 3), np.uint8)
-    for fig in (wf.mask_picker(img, (4, 4), 16, masked=[1, 2]), figures.bar_chart(["a", "b"], np.array([0.7, 0.2]))):
+    leg = NS(name="ViT 10%", steps=[NS(step=i, loss=2.0 / i, train_acc=i / 900) for i in range(1, 900)],
+             evals=[NS(step=300, val_acc=0.4), NS(step=600, val_acc=0.6)])
+    curves = charts.training_curves([leg, NS(name="CNN", steps=[], evals=[])], {"ViT": "#123456"})
+    assert [t.yaxis for t in curves.data] == ["y", "y2", "y2"] and curves.data[0].line.dash == "dot"
+    assert len(curves.data[0].x) == len(curves.data[0].y) == 449  # 899 steps, running mean over 2, every 2nd
+    for fig in (wf.mask_picker(img, (4, 4), 16, masked=[1, 2]), figures.bar_chart(["a", "b"], np.array([0.7, 0.2])),
+                curves):
         again = go.Figure(fig.to_dict())  # validating: a misspelt property raises here
         assert again.to_plotly_json()["data"][0]["type"] == fig.data[0].type
     bad = figures.unchecked([dict(type="bar", x=[1], colour="red")], figures.layout())

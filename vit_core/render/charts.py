@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from vit_core.render.style import FONT_SIZE, INK, colorbar, font, layout, log_ticks, safe_colorscale
+from vit_core.render.style import FONT_SIZE, INK, colorbar, font, layout, log_ticks, safe_colorscale, unchecked
 
 CHANNEL_COLOURS = ("#dc2626", "#16a34a", "#2563eb")
 LEGEND_TOP = dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom")
@@ -122,3 +122,42 @@ def similarity_by_distance(dist: np.ndarray, means: np.ndarray,
                          hovertemplate="distance %{x:.2f} cells<br>mean cos %{y:.3f}" + hover + "<extra></extra>")],
         layout=layout(font_size, title, height=360, xaxis=dict(title="distance (grid cells)"),
                       yaxis=dict(title="mean cosine similarity")))
+
+
+def training_curves(logs, colors: dict[str, str]) -> go.Figure:
+    """Loss (left) and accuracy (right) of each leg of a run, as the Train page's live view shows them.
+
+    Args:
+        logs: the run's legs (``runs.RunLog``: name, steps with loss/train_acc, evals with val_acc).
+        colors: line colour by a leg name's first word ("ViT", "CNN"...).
+
+    Rebuilt while a room watches the run, so built unchecked (``style.unchecked``; validated in
+    the tests): make_subplots and per-property validation took ~40 ms a build.
+    """
+    data = []
+    for lg in logs:
+        if not lg.steps:
+            continue
+        line = dict(color=colors.get(lg.name.split(" ")[0], "#555"), dash="dot" if "10%" in lg.name else "solid")
+        steps = [s.step for s in lg.steps]
+        k = max(1, len(steps) // 400)  # smooth the noisy per-step values: running mean over k steps
+        loss = np.convolve([s.loss for s in lg.steps], np.ones(k) / k, mode="valid")
+        acc = np.convolve([s.train_acc for s in lg.steps], np.ones(k) / k, mode="valid")
+        xs = steps[k - 1:][::k]
+        data.append(dict(type="scatter", x=xs, y=loss[::k], name=f"{lg.name} loss", line=line,
+                         legendgroup=lg.name, showlegend=False, xaxis="x", yaxis="y"))
+        data.append(dict(type="scatter", x=xs, y=acc[::k], name=f"{lg.name} train", opacity=0.45,
+                         line={**line, "width": 1}, legendgroup=lg.name, xaxis="x2", yaxis="y2"))
+        if lg.evals:
+            data.append(dict(type="scatter", x=[e.step for e in lg.evals], y=[e.val_acc for e in lg.evals],
+                             name=f"{lg.name} validation", mode="lines+markers", line={**line, "width": 3},
+                             legendgroup=lg.name, xaxis="x2", yaxis="y2"))
+    title = dict(xref="paper", yref="paper", y=1.0, yanchor="bottom", xanchor="center", showarrow=False,
+                 font=dict(size=16))
+    return unchecked(data, dict(
+        xaxis=dict(domain=[0.0, 0.46], anchor="y", title=dict(text="step")),
+        xaxis2=dict(domain=[0.54, 1.0], anchor="y2", title=dict(text="step")),
+        yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2", range=[0, 1.02]),
+        annotations=[dict(title, text="Training loss", x=0.23), dict(title, text="Accuracy", x=0.77)],
+        height=330, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+        uirevision="keep"))
