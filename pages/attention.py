@@ -93,7 +93,8 @@ def one_query() -> None:
         qimg = recipes.query_attention(a, layer, head, query, *look)
         st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg.png), width="stretch",
                  output_format="JPEG")
-        row = a.attn[layer, :, query].mean(0) if head == "mean" else a.attn[layer, int(head) - 1, query]
+        rows = a.attn[layer, :, query].astype("float32")  # (h, T), from the stored float16
+        row = rows.mean(0) if head == "mean" else rows[int(head) - 1]
         top = int(row[n:].argmax()) + n
         st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
                     f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "

@@ -66,7 +66,7 @@ def one_row() -> None:
         st.latex(formula)
         left, right = st.columns([1, 1])
     qkv = cache.layer_qkv(ctx.spec, ctx.sha, layer, a)  # not kept in the analysis: recomputed, shared
-    s = attention_views.attention_step(a, qkv, layer, head, query)
+    s = attention_views.attention_step(a, qkv, layer, head, query, cache.layer_attention(ctx.spec, ctx.sha, layer, a))
     fs = font_size()
     row = view + (layer, head, query)
 

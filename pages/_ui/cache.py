@@ -136,6 +136,15 @@ def layer_qkv(spec: str, sha: str, layer: int, _a: explain.Analysis) -> explain.
     return heavy.LIGHT.get(("qkv", spec, sha, layer), compute)
 
 
+def layer_attention(spec: str, sha: str, layer: int, _a: explain.Analysis) -> np.ndarray:
+    """Layer ``layer``'s own attention (h, T, T) in float32, as the trace had it (the analysis keeps
+    float16): recomputed once per (spec, sha, layer) for the pages that compare it with a
+    recomputation from q and k, and shared (1.9 MB for ViT-B/16). Unqueued, as ``layer_qkv``."""
+    def compute() -> np.ndarray:
+        return explain.layer_attention(get_model(spec).model, _a, layer)
+    return heavy.LIGHT.get(("attn", spec, sha, layer), compute)
+
+
 @st.cache_resource(show_spinner=False, max_entries=32)
 def rollout(spec: str, sha: str, fusion: str, discard: float, _a):
     return explain.rollout_with(_a, fusion, discard)  # (L, T, T)

@@ -243,11 +243,12 @@ def _env_int(name: str, default: int) -> int:
 # One gate for every forward or backward pass the pages trigger, one slot per core by default.
 SLOTS = _env_int("VIT_ANALYSIS_SLOTS", os.cpu_count() or 1)
 GATE = FairGate(SLOTS)
-# Per-image analyses: a ViT-B/16 analysis holds ~32 MB (attention of 12 layers 21 MB, tokens 7.5 MB;
-# q, k, v are recomputed per layer on request, into RESULTS).
+# Per-image analyses: a ViT-B/16 analysis holds ~21 MiB (attention of 12 layers in float16 10.7 MiB,
+# tokens 7.5 MiB; q, k, v and float32 attention are recomputed per layer on request, into LIGHT).
 # A class of 100 each on an own photo revisits its image on every page: the cache must hold the whole
-# class (3,300 MB = 100 ViT-B analyses), or each page recomputes what the last one evicted.
-ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 3300) * 2**20, GATE)
+# class (2,300 MB = 100 ViT-B analyses and the gallery), or each page recomputes what the last one
+# evicted; and no more, or a second class's server holds the first's analyses besides its own.
+ANALYSES = SharedLRU(_env_int("VIT_ANALYSIS_CACHE_MB", 2300) * 2**20, GATE)
 # Smaller per-view results (relevance maps, interventions): bounded separately.
 RESULTS = SharedLRU(_env_int("VIT_RESULT_CACHE_MB", 300) * 2**20, GATE)
 # Results that take milliseconds (one layer's q, k, v): shared and bounded, but never queued

@@ -89,7 +89,7 @@ def test_the_exports_follow_the_widgets(deferred):
     at.slider(key="sa_q").set_value(9)
     rerun(at)
     name, arrays, code = takeaways(at, deferred)[0]
-    assert name == "scores-L2-H3-q9.npz" and "attention_step(a, qkv, layer=1, head=2, query=9)" in code
+    assert name == "scores-L2-H3-q9.npz" and "attention_step(a, qkv, layer=1, head=2, query=9, attn=attn)" in code
     ns = run_from_root(code)
     assert np.allclose(ns["numbers"]["scores"], arrays["scores"])
 

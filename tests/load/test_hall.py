@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tests.load.test_classroom import classroom
+from tests.support.classroom import classroom
 from tests.support.browser import app_server
 from pages._ui.site import sample_names
 

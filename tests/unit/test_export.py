@@ -36,7 +36,8 @@ def _recipes(v) -> dict[str, export.Recipe]:
     plan = patches.preprocess_plan(loaded.transform, img.width, img.height, loaded.data_config)
     whole = plan.crop_box is not None and patches.keeps_everything(plan.crop_box, img.width, img.height)
     P, L = a.patch_size, a.depth
-    s = attention_views.attention_step(a, explain.layer_qkv(loaded.model, a, 2), 2, 1, 30)
+    s = attention_views.attention_step(a, explain.layer_qkv(loaded.model, a, 2), 2, 1, 30,
+                                       explain.layer_attention(loaded.model, a, 2))
     roll = explain.rollout_with(a, "min", 0.1)
     x = loaded.transform(img).unsqueeze(0)  # (1, 3, H, W)
     rel = maps.class_relevance(loaded.model, x, 3).numpy()
@@ -99,7 +100,8 @@ def test_the_printed_script_recomputes_the_npz_and_the_png(view, kind):
 def test_the_comparison_can_fail(view):
     """Another layer, head or query than the page's must not pass: the check above discriminates."""
     a = view["a"]
-    s = attention_views.attention_step(a, explain.layer_qkv(view["loaded"].model, a, 2), 2, 1, 30)
+    s = attention_views.attention_step(a, explain.layer_qkv(view["loaded"].model, a, 2), 2, 1, 30,
+                                       explain.layer_attention(view["loaded"].model, a, 2))
     page = recipes.attention_row(a, s, 2, 1, 30, "weights").numbers()
     wrong = recipes.attention_row(a, s, 1, 1, 30, "weights")  # code one layer lower than the page's numbers
     ns = _run(export.script(wrong, SPEC, view["path"]))

@@ -162,13 +162,13 @@ def test_follow_one_patch(bundled, shapes):
     img = Image.fromarray(explain.image_view(shapes[0][3], bundled.data_config))
     a = explain.analyze(model, bundled.transform, bundled.data_config, img)
     v = patch_life.follow(a, 30, 2)
-    assert abs(v.looks_at.sum() + v.looks_at_prefix.sum() - 1) < 1e-5
-    assert np.allclose(v.looked_at_by.ravel(), a.attn[1].mean(0)[1:, 31])
+    assert abs(v.looks_at.sum() + v.looks_at_prefix.sum() - 1) < 1e-3  # a row of the float16 attention
+    assert np.allclose(v.looked_at_by.ravel(), a.attn[1].astype(np.float32).mean(0)[1:, 31])
     assert abs(v.similarity.ravel()[30] - 1) < 1e-6 and v.similarity.shape == (14, 14)
     assert np.allclose(v.norm_trajectory, np.linalg.norm(a.tokens[:, 31], axis=-1), rtol=1e-5)
     assert v.pca.shape == (14, 14, 3) and v.pca.min() >= 0 and v.pca.max() <= 1 and v.pca_var.sum() <= 1
     h1 = patch_life.follow(a, 30, 2, head=1)
-    assert np.allclose(h1.looks_at.ravel(), a.attn[1, 1, 31, 1:])
+    assert np.allclose(h1.looks_at.ravel(), a.attn[1, 1, 31, 1:].astype(np.float32))
     cls, prob = patch_life.patch_lens(model, a.tokens)  # (L, T, 5)
     assert cls.shape == (4, 197, 5) and cls[-1, 0, 0] == a.probs.argmax() and abs(prob[-1, 0, 0] - a.probs.max()) < 1e-5
     p_t, top_c, top_p = patch_life.lens_layer(cls, prob, 4, 1, (14, 14), int(a.probs.argmax()))

@@ -36,6 +36,10 @@ def _assert_every_layer_is_the_traces(model: VisionTransformer, tr, a: explain.A
             want = want[0].float().numpy()  # (h, T, hd)
             assert got.dtype == np.float32 and got.shape == want.shape == (a.num_heads, a.num_tokens, a.head_dim)
             assert np.array_equal(got, want), (layer, name, float(np.abs(got - want).max()))
+        # the attention: float16 in the analysis, float32 bit for bit from layer_attention
+        own, want = explain.layer_attention(model, a, layer), tr.attn[layer][0].float().numpy()
+        assert own.dtype == np.float32 and np.array_equal(own, want), (layer, float(np.abs(own - want).max()))
+        assert a.attn.dtype == np.float16 and np.abs(a.attn[layer].astype(np.float32) - want).max() <= 2 ** -11
 
 
 def _tiny_options_model() -> VisionTransformer:
@@ -78,13 +82,19 @@ def test_the_analysis_keeps_no_qkv_and_the_views_take_one_layers():
     assert not {"q", "k", "v"} & {f.name for f in dataclasses.fields(a)}
     with pytest.raises(IndexError):
         explain.layer_qkv(model, a, a.depth)
-    qkv = explain.layer_qkv(model, a, 1)
-    s = attention_views.attention_step(a, qkv, 1, 2, 5)
+    qkv, own = explain.layer_qkv(model, a, 1), explain.layer_attention(model, a, 1)
+    s = attention_views.attention_step(a, qkv, 1, 2, 5, own)
     assert s.softmax_diff < 1e-6 and s.out_diff < 1e-6
+    with pytest.raises(IndexError):
+        explain.layer_attention(model, a, a.depth)
+    # the float16 copy, or all layers, is not one layer's float32 attention: refused
+    for bad in (a.attn[1], a.attn.astype(np.float32), own[:, :-1]):
+        with pytest.raises(ValueError):
+            attention_views.attention_step(a, qkv, 1, 2, 5, bad)
     # all layers stacked, or a (T, D) matrix, is not one layer's (h, T, hd): refused, not misread
     stacked = tuple(np.stack([t, t]) for t in qkv)
     for bad in (stacked, qkv[:2], (a.tokens[1],) * 3):
         with pytest.raises(ValueError):
-            attention_views.attention_step(a, bad, 1, 2, 5)
+            attention_views.attention_step(a, bad, 1, 2, 5, own)
         with pytest.raises(ValueError):
-            attention_views.head_softmax(a, bad, 1, 2)
+            attention_views.head_softmax(a, bad, 1, 2, own)

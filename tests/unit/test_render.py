@@ -235,12 +235,12 @@ def tiny(tiny_and_model):
 def test_head_softmax_is_what_the_model_computed(tiny_and_model):
     a, model = tiny_and_model
     for layer in range(a.depth):
-        qkv = explain.layer_qkv(model, a, layer)
+        qkv, own = explain.layer_qkv(model, a, layer), explain.layer_attention(model, a, layer)
         for head in range(a.num_heads):
-            s = attention_views.head_softmax(a, qkv, layer, head)
+            s = attention_views.head_softmax(a, qkv, layer, head, own)
             assert s.diff < 1e-5 and s.row_sum_error < 1e-12
             assert np.allclose(s.scores, s.raw / np.sqrt(a.head_dim))
-            row = attention_views.attention_step(a, qkv, layer, head, 0)
+            row = attention_views.attention_step(a, qkv, layer, head, 0, own)
             assert np.allclose(s.weights[0], row.weights)
 
 

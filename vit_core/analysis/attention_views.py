@@ -42,7 +42,7 @@ def query_similarity(a: Analysis, layer: int, head: str | int = "mean") -> float
     whatever the query; near 0: each query looks somewhere of its own.
     """
     n = a.num_prefix_tokens
-    att = a.attn[layer, :, n:, n:]  # (h, N, N): patch queries x patch keys
+    att = a.attn[layer, :, n:, n:].astype(np.float32)  # (h, N, N): patch queries x patch keys
     rows = (att.mean(0) if head == "mean" else att[int(head)]).astype(np.float64)  # (N, N)
     rows = rows - rows.mean(1, keepdims=True)
     norm = np.linalg.norm(rows, axis=1)
@@ -63,6 +63,14 @@ def _check_qkv(a: Analysis, qkv: QKV) -> None:
         raise ValueError(f"qkv must be one layer's (q, k, v), each (h, T, hd) = {want}; got {got}")
 
 
+def _check_attn(a: Analysis, attn: np.ndarray) -> None:
+    """Refuse an attention that is not one layer's float32 (h, T, T) of ``a``'s model."""
+    want = (a.num_heads, a.num_tokens, a.num_tokens)
+    if attn.shape != want or attn.dtype != np.float32:
+        raise ValueError(f"attn must be one layer's float32 attention (h, T, T) = {want} "
+                         f"(explain.layer_attention); got {attn.dtype} {attn.shape}")
+
+
 @dataclass(frozen=True)
 class AttentionStep:
     """softmax(q K^T / sqrt(d)) V for one layer, head and query token, recomputed from q, k, v."""
@@ -71,20 +79,21 @@ class AttentionStep:
     k: np.ndarray  # (T, hd) every key
     scores: np.ndarray  # (T,) q . k_j / sqrt(hd)
     weights: np.ndarray  # (T,) softmax of the scores, recomputed here
-    stored: np.ndarray  # (T,) the model's own attention row a.attn[layer, head, query]
+    stored: np.ndarray  # (T,) the model's own attention row, float32 (explain.layer_attention)
     softmax_diff: float  # max |weights - stored|
     out: np.ndarray  # (hd,) sum_j weights_j v_j
-    out_ref: np.ndarray  # (hd,) a.attn[layer, head, query] @ v[head]
+    out_ref: np.ndarray  # (hd,) stored @ v[head]
     out_diff: float  # max |out - out_ref|
     best_key: int  # the key with the highest score
 
 
-def attention_step(a: Analysis, qkv: QKV, layer: int, head: int, query: int) -> AttentionStep:
+def attention_step(a: Analysis, qkv: QKV, layer: int, head: int, query: int, attn: np.ndarray) -> AttentionStep:
     """Recompute one attention row from the model's real q, k, v.
 
     Args:
-        a: the image's analysis (for the model's own attention row).
+        a: the image's analysis.
         qkv: layer ``layer``'s (q, k, v), each (h, T, hd): ``explain.layer_qkv(model, a, layer)``.
+        attn: layer ``layer``'s own attention (h, T, T) float32: ``explain.layer_attention(model, a, layer)``.
         layer: the block, counted from 0.
         head: the head, counted from 0.
         query: the query token (0 = [CLS] when the model has one).
@@ -93,6 +102,7 @@ def attention_step(a: Analysis, qkv: QKV, layer: int, head: int, query: int) -> 
         ValueError: ``qkv`` is not one layer's q, k, v of this analysis's model.
     """
     _check_qkv(a, qkv)
+    _check_attn(a, attn)
     q_all, k_all, v_all = qkv
     q = q_all[head, query].astype(np.float64)  # (hd,)
     k = k_all[head].astype(np.float64)  # (T, hd)
@@ -100,7 +110,7 @@ def attention_step(a: Analysis, qkv: QKV, layer: int, head: int, query: int) -> 
     scores = k @ q / np.sqrt(q.shape[0])  # (T,)
     e = np.exp(scores - scores.max())  # shifted by the maximum so exp cannot overflow
     weights = e / e.sum()  # (T,)
-    stored = a.attn[layer, head, query]  # (T,)
+    stored = attn[head, query]  # (T,)
     out = weights @ v  # (hd,)
     out_ref = stored @ v_all[head]  # (hd,), float32 as the model did
     return AttentionStep(
@@ -121,12 +131,13 @@ class HeadSoftmax:
     row_sum_error: float  # max |row sum - 1|
 
 
-def head_softmax(a: Analysis, qkv: QKV, layer: int, head: int) -> HeadSoftmax:
+def head_softmax(a: Analysis, qkv: QKV, layer: int, head: int, attn: np.ndarray) -> HeadSoftmax:
     """Recompute one head's whole attention matrix and compare it with the model's.
 
     Args:
-        a: the image's analysis (for the model's own attention).
+        a: the image's analysis.
         qkv: layer ``layer``'s (q, k, v), each (h, T, hd): ``explain.layer_qkv(model, a, layer)``.
+        attn: layer ``layer``'s own attention (h, T, T) float32: ``explain.layer_attention(model, a, layer)``.
         layer: the block, counted from 0.
         head: the head, counted from 0.
 
@@ -134,26 +145,29 @@ def head_softmax(a: Analysis, qkv: QKV, layer: int, head: int) -> HeadSoftmax:
         ValueError: ``qkv`` is not one layer's q, k, v of this analysis's model.
     """
     _check_qkv(a, qkv)
+    _check_attn(a, attn)
     q, k = qkv[0][head].astype(np.float64), qkv[1][head].astype(np.float64)  # (T, d)
     raw = q @ k.T  # (T, T)
     scores = raw / np.sqrt(q.shape[-1])
     weights = np.exp(scores - scores.max(axis=1, keepdims=True))  # shifted so exp cannot overflow
     weights /= weights.sum(axis=1, keepdims=True)
     return HeadSoftmax(raw=raw, scores=scores, weights=weights,
-                       diff=float(np.abs(weights - a.attn[layer, head]).max()),
+                       diff=float(np.abs(weights - attn[head]).max()),
                        row_sum_error=float(np.abs(weights.sum(axis=1) - 1).max()))
 
 
 def cls_maps(a: Analysis) -> np.ndarray:
     """[CLS] attention over the patches for every layer and head: (L, h, gh, gw)."""
-    attn = torch.from_numpy(a.attn)
+    attn = torch.from_numpy(a.attn).float()  # (L, h, T, T) from the stored float16
     return np.stack([maps.cls_attention(attn[l], a.grid, a.num_prefix_tokens).numpy()
                      for l in range(a.depth)])
 
 
 def query_maps(a: Analysis, layer: int, query: int) -> np.ndarray:
     """Where token `query` looks in `layer` (0-based): (h, gh, gw), one map per head."""
-    return maps.query_attention(torch.from_numpy(a.attn[layer]), query, a.grid, a.num_prefix_tokens).numpy()
+    # float32 copy of one layer: the maps never pin the analysis's array
+    return maps.query_attention(torch.from_numpy(a.attn[layer].astype(np.float32)), query, a.grid,
+                                a.num_prefix_tokens).numpy()
 
 
 def fuse(maps: np.ndarray, how: str) -> np.ndarray:
@@ -165,7 +179,7 @@ def distances(a: Analysis, renormalize: bool) -> np.ndarray:
     """Mean attention distance (L, h) in pixels for this image; renormalize after dropping [CLS]."""
     if not renormalize:
         return a.distance
-    return maps.mean_attention_distance(torch.from_numpy(a.attn), a.grid, a.patch_size,
+    return maps.mean_attention_distance(torch.from_numpy(a.attn).float(), a.grid, a.patch_size,
                                             num_prefix_tokens=a.num_prefix_tokens, renormalize=True).numpy()
 
 

@@ -7,6 +7,12 @@ the image (position similarity, filter components) come from ``model_figures``.
 The analysis keeps the tokens between blocks but not q, k and v: a page shows one layer's at a
 time, and ``layer_qkv`` recomputes them from that layer's input tokens, bit for bit as the trace
 did. Keeping all layers' would cost 3 x 6.9 MB per ViT-B/16 image in the shared cache.
+
+Attention is kept in float16 (11 MB instead of 22 per ViT-B/16 image: a hall's cache holds a class
+of 100 in half the memory). Pictures and percentages need three digits; every figure derived
+in bulk (rollout, attention distance) is computed from the float32 attention before it is stored,
+and the pages that compare the model's attention with a recomputation take that layer's float32
+attention from ``layer_attention``, bit for bit as the trace had it.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ class Analysis:
     patches: np.ndarray  # (N, C*P*P) normalised input values of each patch
     patch_embed: np.ndarray  # (N, D)
     tokens: np.ndarray  # (L+1, T, D) encoder input, then the output of each block: tokens[l] enters block l
-    attn: np.ndarray  # (L, h, T, T) post-softmax
+    attn: np.ndarray  # (L, h, T, T) post-softmax, float16 (layer_attention: one layer's float32)
     rollout: np.ndarray  # (L, T, T) mean fusion, no discard
     distance: np.ndarray  # (L, h) mean attention distance in pixels
     probs: np.ndarray  # (C,) softmax of the logits (empty for feature-only models)
@@ -103,7 +109,7 @@ def analyze(model: VisionTransformer, transform, data_config: dict, image: Image
         patches=np32(tr.patches[0]),
         patch_embed=np32(tr.patch_embed[0]),
         tokens=np32(torch.stack([t[0] for t in tr.tokens])),
-        attn=np32(attn),
+        attn=attn.half().numpy(),  # float16: see the module docstring
         rollout=np32(rollout),
         distance=np32(distance),
         probs=np32(probs),
@@ -143,6 +149,28 @@ def layer_qkv(model: VisionTransformer, a: Analysis, layer: int) -> QKV:
     return tuple(t[0].float().cpu().numpy() for t in (q, k, v))  # 3 x (h, T, hd)
 
 
+def layer_attention(model: VisionTransformer, a: Analysis, layer: int) -> np.ndarray:
+    """One block's attention probabilities in float32, recomputed exactly as ``model.trace`` had them.
+
+    The analysis stores attention in float16. The trace ran ``attn.explicit(norm1(tokens[layer]))``;
+    the same modules on the same input give the same numbers, bit for bit (as ``layer_qkv``).
+
+    Returns:
+        (h, T, T) float32, rows summing to 1.
+
+    Raises:
+        IndexError: ``layer`` is not in 0..L-1.
+    """
+    if not 0 <= layer < a.depth:
+        raise IndexError(f"layer {layer} is not in 0..{a.depth - 1}")
+    p = next(model.parameters())
+    x = torch.from_numpy(a.tokens[layer]).to(device=p.device, dtype=p.dtype).unsqueeze(0)  # (1, T, D)
+    blk = model.blocks[layer]
+    with torch.no_grad():
+        _, parts = blk.attn.explicit(blk.norm1(x))
+    return parts["attn"][0].float().cpu().numpy()  # (h, T, T)
+
+
 @dataclass(frozen=True)
 class ModelFigures:
     """Figures that depend on the weights only (computed once per model)."""
@@ -166,7 +194,7 @@ def rollout_with(a: Analysis, head_fusion: str = "mean", discard_ratio: float = 
     if head_fusion == "mean" and discard_ratio == 0.0:
         return a.rollout
     r = maps.attention_rollout(
-        torch.from_numpy(a.attn), head_fusion=head_fusion, discard_ratio=discard_ratio,
+        torch.from_numpy(a.attn).float(), head_fusion=head_fusion, discard_ratio=discard_ratio,
         num_prefix_tokens=a.num_prefix_tokens,
     )
     return r.numpy()

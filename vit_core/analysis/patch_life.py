@@ -29,7 +29,7 @@ def _check(a: Analysis, patch: int, layer: int) -> None:
 
 def _heads(a: Analysis, layer: int, head: int | None) -> np.ndarray:
     """(T, T) attention of block ``layer``: one head (0-based) or the mean of the heads."""
-    att = a.attn[layer - 1]  # (h, T, T)
+    att = a.attn[layer - 1].astype(np.float32)  # (h, T, T), from the stored float16
     return att.mean(0) if head is None else att[head]
 
 

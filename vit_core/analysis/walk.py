@@ -145,7 +145,7 @@ def walk(a: Analysis, model: VisionTransformer, blocks: int = 2, budget: int = B
         blocks=shown,
         final=a.tokens[-1][:, dims],
         block_out=a.tokens[list(shown)][:, :, dims],  # (k, T, D')
-        cls_attn=np.stack([looks(a.attn[b - 1].mean(0)) for b in shown]),  # (k, gh, gw), mean over heads
+        cls_attn=np.stack([looks(a.attn[b - 1].astype(np.float32).mean(0)) for b in shown]),  # (k, gh, gw), mean over heads
         lens=a.lens[[b - 1 for b in shown]] if has_head else np.zeros((len(shown), 0), np.float32),
         rollout=looks(a.rollout[-1]),
         probs=a.probs,

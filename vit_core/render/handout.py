@@ -164,7 +164,7 @@ def steps(a: explain.Analysis, mf: explain.ModelFigures, class_names: list[str])
                       f"{mf.grid[1]} tiles (yellow = similar).")]))
 
     who = "[CLS]" if n else "the average token"
-    cls_maps = [_cls_row(a, a.attn[layer]) for layer in range(L)]
+    cls_maps = [_cls_row(a, a.attn[layer].astype(np.float32)) for layer in range(L)]
     out.append(Step("attention", "5. Self-attention, layer by layer",
                     f"In each of the {L} layers, each of the {h} heads lets every one of the {T} tokens look at "
                     f"every other token ({T}^2 = {T * T:,} scores per head). Below: where {who} looks in each "

@@ -109,10 +109,11 @@ def attention_row(a: Analysis, s: attention_views.AttentionStep, layer: int, hea
     row_src = "s.scores" if shown == "scores" else "s.weights.astype('float32')"
     body = (f"# layer {layer + 1}, head {head + 1} on the page: counted from 0 here\n"
             f"qkv = explain.layer_qkv(lm.model, a, {layer})  # this layer's q, k, v, each (h, T, hd)\n"
-            f"s = attention_views.attention_step(a, qkv, layer={layer}, head={head}, query={query})\n"
+            f"attn = explain.layer_attention(lm.model, a, {layer})  # its own attention, float32 (h, T, T)\n"
+            f"s = attention_views.attention_step(a, qkv, layer={layer}, head={head}, query={query}, attn=attn)\n"
             f"picture = views.token_overlay(a, {row_src}, {cmap!r}, 0.65)\n"
             "numbers = {'q': s.q, 'k': s.k, 'scores': s.scores, 'weights': s.weights, 'stored': s.stored,\n"
-            "           'out': s.out}  # stored: the model's own row a.attn[layer, head, query]")
+            "           'out': s.out}  # stored: the model's own row attn[head, query]")
     return Recipe(body, numbers, (views.token_overlay, a, row, cmap, 0.65),
                   ("analysis.attention_views", "render.views"))
 
@@ -135,12 +136,12 @@ def cls_mosaic(a: Analysis, cmap: str, alpha: float, tile: int, picture=None) ->
 def query_attention(a: Analysis, layer: int, head: str, query: int, cmap: str, alpha: float) -> Recipe:
     """Where token ``query`` looks in ``layer``: one head ("1".."h", as the page names them) or "mean"."""
     def numbers() -> dict:
-        return {"maps": attention_views.query_maps(a, layer, query), "rows": a.attn[layer, :, query]}
+        return {"maps": attention_views.query_maps(a, layer, query), "rows": a.attn[layer, :, query].astype(np.float32)}
     shown = "the mean of qmaps" if head == "mean" else f"qmaps[{int(head) - 1}] (heads from 1 in this argument)"
     body = (f"# layer {layer + 1} on the page: counted from 0 here\n"
             f"qmaps = attention_views.query_maps(a, {layer}, {query})  # (h, gh, gw), one map per head\n"
             f"picture = views.query_overlay(a, {_args(layer, head, query, cmap, alpha)})  # shows {shown}\n"
-            f"numbers = {{'maps': qmaps, 'rows': a.attn[{layer}, :, {query}]}}  # rows: (h, T) attention rows")
+            f"numbers = {{'maps': qmaps, 'rows': a.attn[{layer}, :, {query}].astype('float32')}}  # (h, T) rows")
     return Recipe(body, numbers, (views.query_overlay, a, layer, head, query, cmap, alpha),
                   ("analysis.attention_views", "render.views"))
 
