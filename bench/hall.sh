@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lecture-hall acceptance runs of BENCHMARKS.md, one after the other on a quiet machine.
-# Usage: bench/hall.sh OUTDIR [scenario ...]   (scenarios: warm walk lecture lecture-fresh upload train cluster)
+# Usage: bench/hall.sh OUTDIR [scenario ...]   (scenarios: warm walk lecture lecture-fresh lecture-hall upload train cluster)
 # Each writes OUTDIR/<scenario>.json and its table to OUTDIR/<scenario>.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ for s in $SCEN; do
     lecture) $C --app app.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
                 --query sample=shapes-star.png --lecturer --timeout 900 --json "$OUT/$s.json" ;;
     lecture-fresh) $C --app app.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
+                --query sample=shapes-star.png --timeout 900 --json "$OUT/$s.json" ;;
+    lecture-hall) $C --app deploy/hall.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
                 --query sample=shapes-star.png --timeout 900 --json "$OUT/$s.json" ;;
     upload)  $C --app app.py --students 100 --ramp 10 --scenario upload --model random:vit_base_patch16_224 \
                 --second-class --timeout 900 --json "$OUT/$s.json" ;;

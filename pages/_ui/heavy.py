@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -100,6 +101,7 @@ class SharedLRU:
         self._size = size
         self._lock = threading.Lock()
         self._items: collections.OrderedDict[Hashable, tuple[Any, int]] = collections.OrderedDict()
+        self._used: dict[Hashable, float] = {}  # monotonic time of each entry's last get
         self._inflight: dict[Hashable, threading.Event] = {}
         self._bytes = 0
         self.hits = self.misses = self.evictions = 0
@@ -123,6 +125,7 @@ class SharedLRU:
                 hit = self._items.get(key)
                 if hit is not None:
                     self._items.move_to_end(key)
+                    self._used[key] = time.monotonic()
                     self.hits += 1
                     return hit[0]
                 event = self._inflight.get(key)
@@ -158,19 +161,45 @@ class SharedLRU:
             if key in self._items:
                 self._bytes -= self._items.pop(key)[1]
             self._items[key] = (value, size)
+            self._used[key] = time.monotonic()
             self._bytes += size
             freed = 0
             while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, (_, s) = self._items.popitem(last=False)
+                old, (_, s) = self._items.popitem(last=False)
+                self._used.pop(old, None)
                 self._bytes -= s
                 freed += s
                 self.evictions += 1
         if freed:
             release_freed(freed)
 
+    def expire_idle(self, idle_s: float, keep: Callable[[Hashable], bool] | None = None,
+                    now: float | None = None) -> int:
+        """Drops the entries nobody has asked for in ``idle_s`` seconds, except those ``keep`` names.
+
+        A student's photo is looked at by that student alone: once the class has left, its analysis
+        only holds memory that the next class needs (the byte bound alone kept a whole class's
+        analyses until the next class pushed them out, so the second class's server held both).
+
+        Returns:
+            How many entries were dropped.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            stale = [k for k in self._items if now - self._used.get(k, now) > idle_s and not (keep and keep(k))]
+            freed = 0
+            for k in stale:
+                freed += self._items.pop(k)[1]
+                self._used.pop(k, None)
+            self._bytes -= freed
+        if freed:
+            release_freed(freed)
+        return len(stale)
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._used.clear()
             self._bytes = 0
 
 

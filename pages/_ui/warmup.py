@@ -17,8 +17,9 @@
 4. Gives torch one thread per analysis slot (``heavy.set_torch_threads``): the queue already keeps
    every core busy with its own pass, so a pass spread over all cores would only oversubscribe them.
 5. Starts a thread that drops closed tabs' sessions once their reconnect window is over
-   (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes), and
-   returns malloc's free pages to the system every 10 s (``heavy.trim``).
+   (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes),
+   releases per-image results nobody has asked for in two minutes (``release_idle``: the class
+   that left), and returns malloc's free pages to the system (``heavy.trim``), every 10 s.
 6. On the first page run (or before the server opens, under ``deploy/hall.py``: ``prepare_server``),
    starts one background thread that analyses the bundled sample images
    on the default model, so that the lecturer's link (a sample, the default model) is instant for
@@ -68,14 +69,35 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+# Per-image results nobody asked for in this long are released (``VIT_IDLE_RELEASE_S``): a student
+# reading one page asks for the analysis again on every rerun, a class that has left does not.
+IDLE_RELEASE_S = float(os.environ.get("VIT_IDLE_RELEASE_S", "") or 120)
+
+
+def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None) -> int:
+    """Drops per-image results idle for ``idle_s`` seconds; the gallery's analyses stay (every lecture
+    link opens on one). Returns how many entries went."""
+    from pages._ui import cache
+    from pages._ui.site import sample_names
+
+    gallery = {cache.sample_bytes(name)[1] for name in sample_names()}
+    n = heavy.ANALYSES.expire_idle(idle_s, keep=lambda key: key[1] in gallery, now=now)
+    return n + sum(c.expire_idle(idle_s, now=now) for c in (heavy.RESULTS, heavy.LIGHT))
+
+
 def _housekeeping(every_s: float = 10.0) -> None:
     """Every few seconds, drop closed sessions past their reconnect window (st_private), collect
-    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml), and
-    hand malloc's free pages back to the system (``heavy.trim``)."""
+    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml),
+    release per-image results nobody asks for any more, and hand malloc's free pages back to the
+    system (``heavy.trim``)."""
     while True:
         time.sleep(every_s)
         if st_private.expire_closed_sessions():
             gc.collect()
+        try:
+            release_idle()
+        except Exception:  # housekeeping must never stop; the byte bounds still hold
+            pass
         heavy.trim()
 
 

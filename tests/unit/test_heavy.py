@@ -182,3 +182,29 @@ def test_a_cache_sized_by_entries_keeps_the_newest_n():
     lru.get("b", lambda: "never built")  # a hit moves it to the end
     lru.get("e", lambda: "E")
     assert [k for k in "abcde" if k in lru] == ["b", "d", "e"] and lru.evictions == 2
+
+
+def test_entries_nobody_asks_for_are_released_after_their_idle_window():
+    c = SharedLRU(max_bytes=10**6)
+    for k in "abc":
+        c.get(k, lambda: np.zeros(1000, np.uint8))
+    t = time.monotonic()
+    assert c.expire_idle(60, now=t + 30) == 0 and len(c) == 3  # all asked for within the window
+    c.get("a", lambda: pytest.fail("a is cached"))  # a student still on the page asks again
+    c._used["a"] = t + 50  # ... as if 50 s later
+    assert c.expire_idle(60, keep=lambda k: k == "c", now=t + 100) == 1  # b went; a recent, c kept
+    assert sorted(c._items) == ["a", "c"] and c.bytes == 2000
+    assert c.expire_idle(60, now=t + 200) == 2 and len(c) == 0 and c.bytes == 0
+
+
+def test_the_server_releases_a_class_s_analyses_but_keeps_the_gallery(monkeypatch):
+    from pages._ui import cache, warmup
+    from pages._ui.site import sample_names
+
+    monkeypatch.setattr(heavy, "ANALYSES", SharedLRU(10**6))
+    gallery = cache.sample_bytes(sample_names()[0])[1]
+    heavy.ANALYSES.get(("bundled:shapes-vit", gallery), lambda: np.zeros(10, np.uint8))
+    heavy.ANALYSES.get(("bundled:shapes-vit", "f" * 64), lambda: np.zeros(10, np.uint8))  # a student's photo
+    assert warmup.release_idle(60, now=time.monotonic() + 30) == 0
+    assert warmup.release_idle(60, now=time.monotonic() + 61) >= 1
+    assert list(heavy.ANALYSES._items) == [("bundled:shapes-vit", gallery)]
