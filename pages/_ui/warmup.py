@@ -18,8 +18,8 @@
    every core busy with its own pass, so a pass spread over all cores would only oversubscribe them.
 5. Starts a thread that drops closed tabs' sessions once their reconnect window is over
    (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes),
-   releases per-image results nobody has asked for in two minutes (``release_idle``: the class
-   that left), and returns malloc's free pages to the system (``heavy.trim``), every 10 s.
+   releases shared results nobody has asked for in a minute (``release_idle``: the class that
+   left), and returns malloc's free pages to the system (``heavy.trim``), every 10 s.
 6. On the first page run (or before the server opens, under ``deploy/hall.py``: ``prepare_server``),
    starts one background thread that analyses the bundled sample images
    on the default model, so that the lecturer's link (a sample, the default model) is instant for
@@ -69,20 +69,21 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-# Per-image results nobody asked for in this long are released (``VIT_IDLE_RELEASE_S``): a student
-# reading one page asks for the analysis again on every rerun, a class that has left does not.
-IDLE_RELEASE_S = float(os.environ.get("VIT_IDLE_RELEASE_S", "") or 120)
+# Results nobody asked for in this long are released (``VIT_IDLE_RELEASE_S``), as Streamlit releases
+# a closed tab's session after 60 s: a student reading one page asks for them again on every rerun,
+# a class that has left does not, and the next class should find the memory it left behind.
+IDLE_RELEASE_S = float(os.environ.get("VIT_IDLE_RELEASE_S", "") or 60)
 
 
 def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None) -> int:
-    """Drops per-image results idle for ``idle_s`` seconds; the gallery's analyses stay (every lecture
-    link opens on one). Returns how many entries went."""
+    """Drops shared results idle for ``idle_s`` seconds (analyses, layer results, figures, pictures);
+    the gallery's analyses stay (every lecture link opens on one). Returns how many entries went."""
     from pages._ui import cache
     from pages._ui.site import sample_names
 
     gallery = {cache.sample_bytes(name)[1] for name in sample_names()}
     n = heavy.ANALYSES.expire_idle(idle_s, keep=lambda key: key[1] in gallery, now=now)
-    return n + sum(c.expire_idle(idle_s, now=now) for c in (heavy.RESULTS, heavy.LIGHT))
+    return n + sum(c.expire_idle(idle_s, now=now) for c in (heavy.RESULTS, heavy.LIGHT, heavy.FIGURES, heavy.PICTURES))
 
 
 def _housekeeping(every_s: float = 10.0) -> None:
