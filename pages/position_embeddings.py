@@ -159,9 +159,8 @@ def resized() -> None:
                             help="The model has one embedding per position of its training grid. A larger image "
                                  "has more patches, so the embeddings are resampled to the new grid.")
     ng = (size // P, size // P)
-    new_sim = embeddings.resized_similarity(model, ng)
+    new_sim, new_nf = cache.resized_positions(ctx.spec, ng)
     j = embeddings.map_patch(i, (gh, gw), ng)
-    new_nf = embeddings.neighbour_vs_far(new_sim, far=5)
     if ng == (gh, gw):
         st.markdown(f"{size} x {size} pixels is the size this model was trained at: its {N} position embeddings are "
                     "used as they are. Move the slider to see what a smaller or larger input would get.")
@@ -178,7 +177,8 @@ def resized() -> None:
     ):
         f = cache.chart(f"pos_resize_{name}", (ctx.spec, g, i, fs), charts.similarity_tile, m, rr, cc, title,
                         height=440, font_size=fs)
-        col.plotly_chart(f, key=f"pos_resize_{name}", config=PLOTLY_CONFIG)
+        with col:
+            cache.plotly_chart(f, key=f"pos_resize_{name}", config=PLOTLY_CONFIG)
     st.caption(f"The resampled position {j} sits where position {i} was. Neighbours vs 5+ cells apart after "
                f"resampling: {fmt(new_nf['near'])} vs {fmt(new_nf['far'])} (trained grid: {fmt(nf['near'])} vs "
                f"{fmt(nf['far'])}).")

@@ -145,6 +145,17 @@ def layer_attention(spec: str, sha: str, layer: int, _a: explain.Analysis) -> np
     return heavy.LIGHT.get(("attn", spec, sha, layer), compute)
 
 
+def resized_positions(spec: str, grid: tuple[int, int]) -> tuple[np.ndarray, dict]:
+    """Model ``spec``'s position similarity resampled to ``grid`` (N', gh', gw') and its neighbour-vs-far
+    summary: the same for every student on that model and size, so computed once, not per run."""
+    from vit_core.analysis import embeddings
+
+    def compute() -> tuple[np.ndarray, dict]:
+        sim = embeddings.resized_similarity(get_model(spec).model, grid)
+        return sim, embeddings.neighbour_vs_far(sim, far=5)
+    return heavy.LIGHT.get(("pos_resized", spec, tuple(grid)), compute)
+
+
 @st.cache_resource(show_spinner=False, max_entries=32)
 def rollout(spec: str, sha: str, fusion: str, discard: float, _a):
     return explain.rollout_with(_a, fusion, discard)  # (L, T, T)
