@@ -208,3 +208,38 @@ def test_the_server_releases_a_class_s_analyses_but_keeps_the_gallery(monkeypatc
     assert warmup.release_idle(60, now=time.monotonic() + 30) == 0
     assert warmup.release_idle(60, now=time.monotonic() + 61) >= 1
     assert list(heavy.ANALYSES._items) == [("bundled:shapes-vit", gallery)]
+
+
+def test_the_warm_up_beside_the_first_sessions_does_not_freeze_their_objects(monkeypatch):
+    """A page namespace is a cycle (its functions' globals); frozen, it was never collected, and it
+    held the student's analysis. The warm-up a first page run starts must leave such cycles collectable."""
+    import gc
+    import weakref
+
+    from pages._ui import cache, sidebar, warmup
+
+    monkeypatch.setattr(warmup, "_STARTED", threading.Event())
+    monkeypatch.setattr(warmup, "shortcut_lesson", lambda: None)
+    monkeypatch.setattr(cache, "get_model_figures", lambda spec: None)
+    monkeypatch.setattr(cache, "get_analysis", lambda spec, sha, data: None)
+    monkeypatch.setattr(sidebar, "default_spec", lambda: "bundled:shapes-vit")
+    monkeypatch.setattr(cache, "get_model", lambda spec: None)
+
+    class Analysis:  # stands for the student's analysis
+        pass
+
+    page: dict = {"a": Analysis()}
+    exec("def fragment():\n    return a\n", page)  # page["fragment"].__globals__ is page: a cycle
+    alive = weakref.ref(page["a"])
+    frozen_before = gc.get_freeze_count()
+    try:
+        warmup.precompute_gallery()  # as app.py's first run starts it: in the background
+        deadline = time.monotonic() + 60
+        while any(t.name == "vit-warmup" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        del page
+        gc.collect()
+        assert alive() is None  # the student left: the namespace and its analysis are collected
+    finally:
+        if gc.get_freeze_count() > frozen_before:
+            gc.unfreeze()
