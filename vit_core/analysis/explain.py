@@ -138,15 +138,20 @@ def layer_qkv(model: VisionTransformer, a: Analysis, layer: int) -> QKV:
     Raises:
         IndexError: ``layer`` is not in 0..L-1.
     """
+    blk, x = _block_input(model, a, layer)
+    with torch.no_grad():
+        q, k, v = blk.attn.qkv_heads(blk.norm1(x))  # 3 x (1, h, T, hd)
+    return tuple(t[0].float().cpu().numpy() for t in (q, k, v))  # 3 x (h, T, hd)
+
+
+def _block_input(model: VisionTransformer, a: Analysis, layer: int):
+    """Block ``layer`` and its input tokens (1, T, D), on the model's device and dtype, as the trace fed it."""
     if not 0 <= layer < a.depth:
         raise IndexError(f"layer {layer} is not in 0..{a.depth - 1}")
     p = next(model.parameters())
     # float32 holds float16/bfloat16 values exactly, so the cast back to the model's dtype is lossless
     x = torch.from_numpy(a.tokens[layer]).to(device=p.device, dtype=p.dtype).unsqueeze(0)  # (1, T, D)
-    blk = model.blocks[layer]
-    with torch.no_grad():
-        q, k, v = blk.attn.qkv_heads(blk.norm1(x))  # 3 x (1, h, T, hd)
-    return tuple(t[0].float().cpu().numpy() for t in (q, k, v))  # 3 x (h, T, hd)
+    return model.blocks[layer], x
 
 
 def layer_attention(model: VisionTransformer, a: Analysis, layer: int) -> np.ndarray:
@@ -161,11 +166,7 @@ def layer_attention(model: VisionTransformer, a: Analysis, layer: int) -> np.nda
     Raises:
         IndexError: ``layer`` is not in 0..L-1.
     """
-    if not 0 <= layer < a.depth:
-        raise IndexError(f"layer {layer} is not in 0..{a.depth - 1}")
-    p = next(model.parameters())
-    x = torch.from_numpy(a.tokens[layer]).to(device=p.device, dtype=p.dtype).unsqueeze(0)  # (1, T, D)
-    blk = model.blocks[layer]
+    blk, x = _block_input(model, a, layer)
     with torch.no_grad():
         _, parts = blk.attn.explicit(blk.norm1(x))
     return parts["attn"][0].float().cpu().numpy()  # (h, T, T)
