@@ -16,7 +16,7 @@ import torch
 from pages._ui import heavy, st_private
 from pages._ui.site import SAMPLES
 from vit_core import cnn
-from vit_core.analysis import attention_views, explain, maps
+from vit_core.analysis import attention_views, embeddings, explain, maps
 from vit_core.data import vision
 from vit_core.io import images, loading
 from vit_core.model import ViTConfig, count_params
@@ -148,8 +148,6 @@ def layer_attention(spec: str, sha: str, layer: int, _a: explain.Analysis) -> np
 def resized_positions(spec: str, grid: tuple[int, int]) -> tuple[np.ndarray, dict]:
     """Model ``spec``'s position similarity resampled to ``grid`` (N', gh', gw') and its neighbour-vs-far
     summary: the same for every student on that model and size, so computed once, not per run."""
-    from vit_core.analysis import embeddings
-
     def compute() -> tuple[np.ndarray, dict]:
         sim = embeddings.resized_similarity(get_model(spec).model, grid)
         return sim, embeddings.neighbour_vs_far(sim, far=5)

@@ -240,17 +240,6 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
                 and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
-def trim() -> bool:
-    """Hands the free pages inside malloc's heaps back to the system (glibc ``malloc_trim``).
-
-    Page runs free many blocks under the mmap threshold (figures' JSON, encoded pictures, a
-    forward pass's activations); glibc keeps the holes, so a class's server grew by the peak of its
-    temporaries. The server calls this every few seconds (``warmup``); it costs milliseconds.
-    """
-    libc = _libc()
-    return bool(libc is not None and libc.malloc_trim(0))
-
-
 def release_freed(freed: int) -> None:
     """Counts bytes the caches dropped; past ``_TRIM_EVERY``, hands free heap back (malloc_trim)."""
     global _freed_since_trim

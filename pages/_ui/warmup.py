@@ -18,8 +18,8 @@
    every core busy with its own pass, so a pass spread over all cores would only oversubscribe them.
 5. Starts a thread that drops closed tabs' sessions once their reconnect window is over
    (``st_private.expire_closed_sessions``: Streamlit would keep them until another tab closes),
-   releases shared results nobody has asked for in a minute (``release_idle``: the class that
-   left), and returns malloc's free pages to the system (``heavy.trim``), every 10 s.
+   and releases shared results nobody has asked for in a minute (``release_idle``: the class that
+   left), every 10 s.
 6. On the first page run (or before the server opens, under ``deploy/hall.py``: ``prepare_server``),
    starts one background thread that analyses the bundled sample images
    on the default model, so that the lecturer's link (a sample, the default model) is instant for
@@ -95,9 +95,9 @@ def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None) -> in
 
 def _housekeeping(every_s: float = 10.0) -> None:
     """Every few seconds, drop closed sessions past their reconnect window (st_private), collect
-    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml),
-    release per-image results nobody asks for any more, and hand malloc's free pages back to the
-    system (``heavy.trim``)."""
+    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml), and
+    release shared results nobody asks for any more (their memory goes back through the caches'
+    own ``heavy.release_freed``)."""
     while True:
         time.sleep(every_s)
         if st_private.expire_closed_sessions():
@@ -106,7 +106,6 @@ def _housekeeping(every_s: float = 10.0) -> None:
             release_idle()
         except Exception:  # housekeeping must never stop; the byte bounds still hold
             pass
-        heavy.trim()
 
 
 heavy.limit_malloc_arenas()
