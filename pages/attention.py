@@ -103,7 +103,8 @@ def one_query() -> None:
                     + (" The query patch is outlined in cyan." if query >= n else ""))
         take_away("att_dl_query", f"attention-L{layer + 1}-{head}-q{query}", qimg, ctx)
     hsel = "mean" if head == "mean" else int(head) - 1
-    alike = [attention_views.query_similarity(a, lyr, hsel) for lyr in range(L)]
+    alike = cache.derived("att_alike", view + (hsel,), lambda: [attention_views.query_similarity(a, lyr, hsel)
+                                                              for lyr in range(L)])
     most = min(range(L), key=lambda lyr: alike[lyr] if alike[lyr] == alike[lyr] else 2.0)
     if alike[layer] == alike[layer]:  # not NaN
         same = alike[layer] >= 0.8

@@ -86,8 +86,8 @@ with right:
 
 # --- what the numbers say ------------------------------------------------------------------------
 st.subheader("Learned 1-D, found 2-D")
-nf = embeddings.neighbour_vs_far(sim, far=5)
-rc = embeddings.row_column_similarity(sim)
+nf = cache.derived("pos_near_far", (ctx.spec,), embeddings.neighbour_vs_far, sim, far=5)
+rc = cache.derived("pos_row_col", (ctx.spec,), embeddings.row_column_similarity, sim)
 
 
 def fmt(v: float) -> str:
@@ -121,7 +121,7 @@ st.markdown("Nothing in the architecture asks for this: the model only ever adds
             "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
             "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
 
-prof = embeddings.distance_profile(sim)
+prof = cache.derived("pos_profile", (ctx.spec,), embeddings.distance_profile, sim)
 dfig = cache.chart("pos_dist", (ctx.spec, fs), lambda: charts.similarity_by_distance(
     prof.dist, prof.means, "Mean similarity against distance (dot size: number of pairs)", font_size=fs,
     counts=prof.counts))

@@ -145,6 +145,15 @@ def layer_attention(spec: str, sha: str, layer: int, _a: explain.Analysis) -> np
     return heavy.LIGHT.get(("attn", spec, sha, layer), compute)
 
 
+def derived(kind: str, key: tuple, compute: Callable, *args, **kwargs):
+    """``compute(*args, **kwargs)``: a small result every student of the same view shares (kept while asked for).
+
+    ``key`` must name everything the result depends on (model spec, image SHA-256, view
+    parameters); the arguments themselves are not hashed.
+    """
+    return heavy.LIGHT.get((kind,) + tuple(key), lambda: compute(*args, **kwargs))
+
+
 def resized_positions(spec: str, grid: tuple[int, int]) -> tuple[np.ndarray, dict]:
     """Model ``spec``'s position similarity resampled to ``grid`` (N', gh', gw') and its neighbour-vs-far
     summary: the same for every student on that model and size, so computed once, not per run."""

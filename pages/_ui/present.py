@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from pages._ui import st_private
-from pages._ui.site import PAGES, ROOT
+from pages._ui.site import PAGES, ROOT, existing_pages
 
 PRESENT_PARAM = "present"
 # Parameters that describe the talk's state (mode, image, model) rather than one page's view:
@@ -132,7 +132,7 @@ def is_present() -> bool:
 
 def talk() -> list[tuple[str, str, str, str]]:
     """The talk in order: PAGES whose file exists (as app.py registers them)."""
-    return [p for p in PAGES if (ROOT / p[0]).exists()]
+    return list(existing_pages())
 
 
 def current_page() -> tuple[str, str, str, str] | None:

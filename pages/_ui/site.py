@@ -4,6 +4,7 @@ app.py, the sidebar and Previous/Next all read ``PAGES``; deploy scripts read th
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -48,6 +49,12 @@ ALIASES = {"pixels": "pages/pixels_as_tokens.py", "embedding": "pages/patch_embe
 PLOTLY_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
 # One colour per model family wherever ViT and CNN are compared.
 FAMILY_COLORS = {"ViT": "#c2410c", "CNN": "#1d4ed8"}
+
+
+@functools.cache
+def existing_pages() -> tuple[tuple[str, str, str, str], ...]:
+    """The PAGES entries whose file exists, in order (looked up once: files do not come and go)."""
+    return tuple(p for p in PAGES if (ROOT / p[0]).exists())
 
 
 def sample_names() -> list[str]:
