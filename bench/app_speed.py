@@ -17,7 +17,6 @@ Usage: python bench/app_speed.py [--spec random:vit_base_patch16_224] [--reps 20
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import socket

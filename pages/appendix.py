@@ -7,7 +7,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header
+from pages._ui.widgets import font_size, header, metric_row
 from vit_core.analysis import attention_views
 from vit_core.analysis import lecture as lec
 from vit_core.render import figures
@@ -32,7 +32,7 @@ st.markdown(f"This model: **T = {T}** tokens ({n} extra + {T - n} patches), widt
             f"**h = {h}** heads of **d_k = D / h = {d}** dimensions, **L = {L}** layers.")
 
 st.subheader("The shapes, one layer")
-shapes = pd.DataFrame([
+cache.table("app_shapes", (T, D, h, d), lambda: pd.DataFrame([
     ("X (LayerNorm of the tokens)", "T x D", f"{T} x {D}", f"{T * D:,}"),
     ("W_Q, W_K, W_V (all heads, one Linear D → 3D)", "D x 3D", f"{D} x {3 * D}", f"{3 * D * D:,}"),
     ("Q, K, V of one head", "T x d_k", f"{T} x {d}", f"{T * d:,} each"),
@@ -41,12 +41,11 @@ shapes = pd.DataFrame([
     ("Output A V of one head", "T x d_k", f"{T} x {d}", f"{T * d:,}"),
     ("Heads side by side", "T x D", f"{T} x {h * d}", f"{T * h * d:,}"),
     ("W_O (output projection)", "D x D", f"{D} x {D}", f"{D * D:,}"),
-], columns=["What", "Shape", "This model", "Numbers"]).set_index("What")
-st.table(shapes)
+], columns=["What", "Shape", "This model", "Numbers"]).set_index("What"))
 
 st.subheader("Where T² appears")
 fl = lec.layer_flops(T, D, M)
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = metric_row(4)
 c1.metric("Scores per head and layer", f"{T * T:,}", help="T²")
 c2.metric(f"All {h} heads x {L} layers", f"{T * T * h * L:,}", help="h · L · T²")
 c3.metric("float32 memory for them", lec.human_bytes(lec.attention_bytes(T, h, L)))

@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from pages._ui import cache
 from pages._ui.sidebar import sidebar
 from pages._ui.widgets import header
 from pages._ui.present import page_link
@@ -51,8 +52,9 @@ paper's scaling study found ViTs reach the same accuracy with roughly 2 to 4 tim
 than ResNets. And few people pre-train: fine-tuning released weights costs a tiny fraction of a pre-training
 run, which is how most ViTs are used (including the ImageNet models this app can load).
 """)
-    st.table(pd.DataFrame([(m, f"{d:,}", f"{c:,.0f}") for m, d, c in rows],
-                              columns=["Model", "TPUv3-core-days", f"USD at {price:.2f}/core-hour"]).set_index("Model"))
+    cache.table("crit_costs", (price,), lambda: pd.DataFrame(
+        [(m, f"{d:,}", f"{c:,.0f}") for m, d, c in rows],
+        columns=["Model", "TPUv3-core-days", f"USD at {price:.2f}/core-hour"]).set_index("Model"))
     page_link("pages/vit_in_numbers.py", "ViT in numbers: change the price")
 
 with t_conv:
@@ -79,12 +81,9 @@ Transformers and matched Swin. Much of the gap came from training recipes and sc
         page_link("pages/attention.py", "5 · Attention maps: local and global heads")
 
 with t_after:
-    st.markdown("### What came after")
     after = [e for e in lec.HISTORY if e.date > "2020-10-22"]
-    for e in after:
-        st.markdown(f"- **{e.name}** ({e.who}, {e.date[:4]}): {e.line}")
-    st.markdown("""
-- **BEiT** (Bao et al., 2021): BERT-style pre-training of ViTs by predicting masked patches.
+    st.markdown("### What came after\n" + "".join(f"- **{e.name}** ({e.who}, {e.date[:4]}): {e.line}\n" for e in after)
+                + """- **BEiT** (Bao et al., 2021): BERT-style pre-training of ViTs by predicting masked patches.
 - **Scaling up**: ViT-G/14 with about 2 billion parameters (Zhai et al., 2021); ViT-22B (Dehghani et al., 2023).
 - **Everywhere**: ViT image encoders became the standard front end of image-text models and of general-purpose
   vision systems, e.g. Segment Anything (Kirillov et al., 2023) and DINOv2 (Oquab et al., 2023).
@@ -96,7 +95,7 @@ competitive and are still widely used where data or compute is small.
 
 with t_pred:
     st.markdown("### The talk's four predictions, and how they turned out")
-    preds = pd.DataFrame([
+    cache.table("crit_predictions", (), lambda: pd.DataFrame([
         ("Image captioning with ViT encoders",
          "ViT encoders, often CLIP's, feed the text decoders of captioning and vision-language models "
          "(e.g. BLIP 2022, CoCa 2022, LLaVA 2023).", "Largely came true"),
@@ -109,8 +108,7 @@ with t_pred:
          "Shifted windows (Swin), token merging (ToMe, 2022), flexible patch sizes (FlexiViT, 2022), native "
          "aspect ratios (NaViT, 2023); yet plain square patches of 14 or 16 pixels remain the default.",
          "Partly"),
-    ], columns=["Prediction", "What happened", "Verdict"]).set_index("Prediction")
-    st.table(preds)
+    ], columns=["Prediction", "What happened", "Verdict"]).set_index("Prediction"))
     st.caption("A short summary with examples, not a survey; follow the names to the papers.")
 
 # --- What did this model learn? ----------------------------------------------------------------
@@ -121,7 +119,6 @@ with t_pred:
 # vit_core.analysis.shortcut and is cached per (model, class, scene) in pages/_ui/cache.py, so a
 # rerun by one of a hundred students costs dictionary look-ups; this page only lays it out. Its
 # imports stay here, with the section they serve, so the section can be read (and moved) as one piece.
-from pages._ui import cache
 from pages._ui.site import DEFAULT_SPEC, STAGE1_SPEC, shortcut_class
 
 SCENE_TITLES = ("With its class stripes (as in training)", "The same scene, stripes off")

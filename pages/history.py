@@ -41,9 +41,8 @@ def story() -> None:
                 (f" [Paper]({sel.url})" if sel.url else ""))
 
     st.subheader("One line each")
-    for e in events:
-        mark = " ◀" if e.name == focus else ""
-        st.markdown(f"- **{e.date[:4]} · {e.name}** ({e.who}): {e.line}{mark}")
+    st.markdown("\n".join(f"- **{e.date[:4]} · {e.name}** ({e.who}): {e.line}" + (" ◀" if e.name == focus else "")
+                          for e in events))
 
 
 story()

@@ -6,7 +6,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header
+from pages._ui.widgets import font_size, header, metric_row
 from vit_core.analysis import lecture as lec
 from vit_core.render import lecture_charts
 
@@ -21,7 +21,7 @@ header("Why not pixels as tokens?",
 values = lec.pixel_tokens(224)  # 3 * 224 * 224
 vit_t = lec.num_tokens(224, 16)  # 197
 big, small = lec.attention_entries(values), lec.attention_entries(vit_t)
-c1, c2, c3 = st.columns(3)
+c1, c2, c3 = metric_row(3)
 c1.metric("Every colour value a token", f"{big:,}", help=f"(3 x 224 x 224)^2 = {values:,}^2")
 c2.metric("16 x 16 patches + [CLS]", f"{small:,}", help="(14 x 14 + 1)^2 = 197^2")
 c3.metric("Ratio", f"{big / small:,.0f} x")
@@ -54,15 +54,18 @@ def calculator() -> None:
         lec.sequence_cost(f"{patch} x {patch} patches + [CLS]", lec.num_tokens(size, patch), ref.width, ref.heads,
                           ref.layers, ref.mlp),
     ]
-    table = pd.DataFrame({
-        "Tokens": [f"{r.tokens:,}" for r in rows],
-        "Scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
-        "Memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
-        f"Memory, {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
-        "FLOPs per layer": [lec.human_flops(r.flops.total) for r in rows],
-        "Share in T² terms": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
-    }, index=[r.label for r in rows])
-    st.table(table)
+
+    def cost_table() -> pd.DataFrame:
+        return pd.DataFrame({
+            "Tokens": [f"{r.tokens:,}" for r in rows],
+            "Scores (1 head, 1 layer)": [f"{r.entries:,}" for r in rows],
+            "Memory, 1 head": [lec.human_bytes(r.bytes_one_head) for r in rows],
+            f"Memory, {ref.heads} heads x {ref.layers} layers": [lec.human_bytes(r.bytes_all) for r in rows],
+            "FLOPs per layer": [lec.human_flops(r.flops.total) for r in rows],
+            "Share in T² terms": [f"{r.flops.quadratic / r.flops.total:.0%}" for r in rows],
+        }, index=[r.label for r in rows])
+
+    cache.table("px_costs", (size, patch, ref_name), cost_table)
     if size % patch:
         st.caption(f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be "
                    "cropped.")

@@ -6,7 +6,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, take_away
+from pages._ui.widgets import code_box, font_size, header, metric_row, take_away
 from vit_core.analysis import embeddings, maps, patches
 from vit_core.render import charts, figures, recipes, views
 
@@ -97,7 +97,7 @@ def fmt(v: float) -> str:
     return "0.00" if out == "-0.00" else out
 
 
-m1, m2, m3, m4 = st.columns(4)
+m1, m2, m3, m4 = metric_row(4)
 m1.metric("Neighbours", fmt(nf["near"]), help=f"Mean cosine similarity over the {nf['n_near']} pairs of "
                                                "positions next to each other (up, down, left, right).")
 m2.metric("5 or more cells apart", fmt(nf["far"]), help=f"Mean over the {nf['n_far']} pairs at least 5 "
@@ -145,7 +145,7 @@ st.caption("One dot per distance: the mean similarity of all pairs of positions 
 # --- resizing --------------------------------------------------------------------------------------
 st.subheader("A different input size")
 img_size = cfg.img_size
-sizes = embeddings.input_size_options(img_size, P)
+sizes = cache.derived("pos_sizes", (img_size, P), embeddings.input_size_options, img_size, P)
 if st.session_state.get("pos_size") not in (None, *sizes):
     st.session_state["pos_size"] = img_size
 default_size = min(sizes, key=lambda v: abs(v - 1.5 * img_size))

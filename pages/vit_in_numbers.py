@@ -17,11 +17,10 @@ header("ViT in numbers",
        f"the compute it took to pre-train them. All numbers from {lec.PAPER}, Tables 1 and 2.")
 
 st.subheader("The models (Table 1)")
-t1 = pd.DataFrame([dict(Model=v.name, Layers=v.layers, **{"Hidden size D": v.width, "MLP size": v.mlp},
+cache.table("num_t1", (), lambda: pd.DataFrame([dict(Model=v.name, Layers=v.layers, **{"Hidden size D": v.width, "MLP size": v.mlp},
                         Heads=v.heads, **{"Params (paper)": f"{v.params_m:g}M",
                                           "Params (formula, /16)": f"{lec.param_count(v.layers, v.width, v.mlp) / 1e6:.1f}M"})
-                   for v in lec.VARIANTS]).set_index("Model")
-st.table(t1)
+                   for v in lec.VARIANTS]).set_index("Model"))
 st.caption("The formula counts every weight and bias of a ViT with 16 x 16 patches, 224 x 224 input and a "
            "1000-class head; the paper rounds (and its ViT-L figure is a little higher). Names like ViT-L/16 "
            "give the patch size: /16 means 16 x 16 patches, /14 means 14 x 14 (more tokens, more compute). "
@@ -67,11 +66,13 @@ st.markdown(
 # Expanded on a projector (nobody clicks there); "–" where the paper reports nothing: a plain "-"
 # in a table cell is Markdown for a bullet list, which doubles the row's height.
 with st.expander("The whole of Table 2", expanded=present.is_present()):
-    full = pd.DataFrame({lec.MODEL_LABELS[k]: {d: (f"{lec.RESULTS[d][k]:.2f}" if lec.RESULTS[d][k] is not None else "–")
-                                               for d in datasets} for k in lec.MODEL_LABELS})
-    full.loc["TPUv3-core-days"] = [f"{lec.CORE_DAYS[k] / 1000:g}k" for k in lec.MODEL_LABELS]
-    full.loc["pre-training data"] = [lec.MODEL_DATA[k] for k in lec.MODEL_LABELS]
-    st.table(full)
+    def whole_table() -> pd.DataFrame:
+        full = pd.DataFrame({lec.MODEL_LABELS[k]: {d: (f"{lec.RESULTS[d][k]:.2f}" if lec.RESULTS[d][k] is not None
+                                                       else "–") for d in datasets} for k in lec.MODEL_LABELS})
+        full.loc["TPUv3-core-days"] = [f"{lec.CORE_DAYS[k] / 1000:g}k" for k in lec.MODEL_LABELS]
+        full.loc["pre-training data"] = [lec.MODEL_DATA[k] for k in lec.MODEL_LABELS]
+        return full
+    cache.table("num_full", (), whole_table)
     st.caption(lec.RESULTS_NOTE + " Accuracies are means over three fine-tuning runs; – : not reported. "
                "Compute in thousands of TPUv3-core-days (2.5k = 2,500).")
 
@@ -93,11 +94,10 @@ def bill() -> None:
     st.metric(f"Pre-training {lec.MODEL_LABELS[model_key]}", f"USD {cost:,.0f}")
     st.markdown(f"{days:,} core-days x 24 h x USD {price:.2f} = **USD {cost:,.0f}**. "
                 f"On 256 cores at once, that is about {days / 256:.0f} days of wall-clock time.")
-    costs = pd.DataFrame({"TPUv3-core-days": [f"{lec.CORE_DAYS[k]:,}" for k in lec.MODEL_LABELS],
-                          f"USD at {price:.2f}/core-hour": [f"{lec.training_cost(lec.CORE_DAYS[k], price):,.0f}"
-                                                            for k in lec.MODEL_LABELS]},
-                         index=list(lec.MODEL_LABELS.values()))
-    st.table(costs)
+    cache.table("num_costs", (price,), lambda: pd.DataFrame(
+        {"TPUv3-core-days": [f"{lec.CORE_DAYS[k]:,}" for k in lec.MODEL_LABELS],
+         f"USD at {price:.2f}/core-hour": [f"{lec.training_cost(lec.CORE_DAYS[k], price):,.0f}" for k in lec.MODEL_LABELS]},
+        index=list(lec.MODEL_LABELS.values())))
     st.caption("The price is a round figure for illustration: real prices depend on the provider, region, "
                "commitment and year. The figures are for one pre-training run; research needs many.")
 

@@ -5,7 +5,7 @@ sections, and the helpers every section shares, are in pages/_ui/what_if_view.py
 import numpy as np
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import what_if_cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
@@ -90,7 +90,7 @@ def top_vs_random(mode: str) -> None:
     k = c2.slider("k (patches hidden)", 1, N - 1, max(1, N // 10), key="wi_k", bind="query-params")
     seed = c3.number_input("Seed of the random patches", 0, 9999, 0, key="wi_seed", bind="query-params")
     with st.spinner(f"Computing the {NAMES[method]} map…"):
-        sal = cache.wi_saliency(ctx.spec, ctx.sha, method, ctx.image_bytes)
+        sal = what_if_cache.wi_saliency(ctx.spec, ctx.sha, method, ctx.image_bytes)
     top, rnd = interventions.top_patches(sal, k), interventions.random_patches(N, k, int(seed))
     r_top, r_rnd = run(top, mode), run(rnd, mode)
     cols = st.columns(3)
@@ -128,7 +128,7 @@ def shuffle_section() -> None:
                    key="wi_shuf_pos", bind="query-params")
     seed = c2.number_input("Shuffle seed", 0, 9999, 1, key="wi_shuf_seed", bind="query-params")
     with st.spinner("Shuffling and running the model twice…"):
-        r, img = cache.wi_shuffle(ctx.spec, ctx.sha, pos, int(seed), ctx.image_bytes)
+        r, img = what_if_cache.wi_shuffle(ctx.spec, ctx.sha, pos, int(seed), ctx.image_bytes)
     left, right = st.columns(2)
     with left:
         shown = figures.upscale_to(img)

@@ -178,9 +178,11 @@ def sidebar() -> Ctx:
     spec = st.sidebar.selectbox("Model", specs, index=specs.index(default) if default in specs else 0,
                                 format_func=lambda s: labels.get(s, s), key="model", bind="query-params")
     status = model_status(spec)
-    st.sidebar.caption(f"Status: **{status.state}**" + (f" · {status.size_mb:.0f} MB" if status.size_mb else "")
-                       + (f" · {status.note}" if status.note and status.state not in ("bundled", "file") else ""))
-    if status.state in ("downloadable", "unavailable"):
+    status_line = (f"Status: **{status.state}**" + (f" · {status.size_mb:.0f} MB" if status.size_mb else "")
+                   + (f" · {status.note}" if status.note and status.state not in ("bundled", "file") else ""))
+    offered = status.state in ("downloadable", "unavailable")
+    if offered:  # the status above its download button; otherwise in one caption with the model below
+        st.sidebar.caption(status_line)
         spec = _offer_download(spec, status)
     try:
         loaded = get_model(spec)
@@ -190,7 +192,9 @@ def sidebar() -> Ctx:
             st.stop()
         st.info("Showing the bundled Shapes ViT instead.")
         spec, loaded = DEFAULT_SPEC, get_model(DEFAULT_SPEC)
-    st.sidebar.caption(loaded.description)
+    device = _device_label()
+    # One caption, not three: every element costs every student's run (see BENCHMARKS "Lecture hall").
+    st.sidebar.caption(("" if offered else status_line + "  \n") + f"{loaded.description}  \nDevice: {device}")
     if loaded.source == "bundled":
         st.sidebar.info("Running the bundled Shapes ViT (trained by this project, works offline). "
                         "For ImageNet predictions pick an ImageNet model and download it, or before a "
@@ -204,8 +208,6 @@ def sidebar() -> Ctx:
         (data, sha), source = sample_bytes(name), "sample"
     if loaded.source == "bundled" and (source != "sample" or not name.startswith("shapes")):
         _photo_on_shapes_model()
-    device = _device_label()
-    st.sidebar.caption(f"Device: {device}")
     ctx = Ctx(spec=spec, loaded=loaded, image_name=name, image_bytes=data, sha=sha, device=device)
     CURRENT.set(ctx)
     return ctx

@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages._ui import cache
 from pages._ui.site import FAMILY_COLORS, PLOTLY_CONFIG, ROOT, USER_MODELS
+from pages._ui.widgets import metric_row
 from vit_core.analysis.embeddings import GRID_GAP_CLEAR, neighbour_vs_far
 from vit_core.render import charts, drawing, figures
 from vit_core.training import jobs, runs
@@ -75,7 +76,7 @@ def metrics(job: runs.Job) -> None:
     last = lg.last if lg else None
     if lg is not None and len(job.plan.legs) > 1:
         st.caption(f"Numbers for **{lg.name}** (run {job.current + 1} of {len(job.plan.legs)}); the curves show all.")
-    c = st.columns(6)
+    c = metric_row(6)
     c[0].metric("Step", f"{last.step:,}" if last else "0")
     c[1].metric("Loss", f"{last.loss:.3f}" if last else "–",
                 help="Training cross-entropy (label-smoothed); on Shapes the ViT's also includes the "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from pages._ui import cache
+from pages._ui import cache, what_if_cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import Ctx
 from pages._ui.site import PLOTLY_CONFIG
@@ -57,7 +57,7 @@ class View:
     def run(self, hidden=(), mode: str = "mean", pos: str = "learned", readout: str = "", size: int | None = None):
         """The cached interventions.Run of this image under the given changes."""
         key = (tuple(sorted(int(p) for p in hidden)), mode, pos, readout, size or self.S0)
-        r = cache.wi_run(self.ctx.spec, self.ctx.sha, *key, self.ctx.image_bytes)
+        r = what_if_cache.wi_run(self.ctx.spec, self.ctx.sha, *key, self.ctx.image_bytes)
         self._keys[id(r)] = key  # this run's pictures of r are cached under the change that made it
         return r
 
@@ -126,7 +126,7 @@ def truth_section(v: View) -> None:
     res = {}
     with st.spinner(f"Deleting and inserting patches: {len(methods)} maps x {2 * steps} images…"):
         for m in methods:
-            res[m] = cache.wi_deletion(v.ctx.spec, v.ctx.sha, m, steps, start, v.ctx.image_bytes)
+            res[m] = what_if_cache.wi_deletion(v.ctx.spec, v.ctx.sha, m, steps, start, v.ctx.image_bytes)
     fr = res["random"].fractions
     for col, kind in zip(st.columns(2), ("deletion", "insertion")):
         with col:
@@ -153,7 +153,7 @@ def truth_section(v: View) -> None:
     method = st.selectbox("Map", faithfulness.METHODS, index=2, format_func=NAMES.get, key="wi_rand_method",
                           bind="query-params")
     with st.spinner(f"Re-initialising a copy of the model step by step ({v.L + 2} steps)…"):
-        rc = cache.wi_randomization(v.ctx.spec, v.ctx.sha, method, 0, v.ctx.image_bytes)
+        rc = what_if_cache.wi_randomization(v.ctx.spec, v.ctx.sha, method, 0, v.ctx.image_bytes)
     strip = wf.randomization_strip(v.a.image, rc.maps, rc.steps, rc.correlations)
     st.image(strip, width="stretch", caption="The map after each step (everything up to it re-initialised) and its "
                                              "Spearman rank correlation with the original map.")
@@ -223,7 +223,7 @@ def patch_section(v: View) -> None:
             v.exports(f"patch-{key}", arrays, code + f"print(v.{next(iter(arrays))})", img)
     if v.C:
         with cols[2]:
-            lens_c, lens_p = cache.wi_patch_lens(v.ctx.spec, v.ctx.sha, a)  # (L, T, 5) each
+            lens_c, lens_p = what_if_cache.wi_patch_lens(v.ctx.spec, v.ctx.sha, a)  # (L, T, 5) each
             p_pred, top_c, top_p = patch_life.lens_layer(lens_c, lens_p, layer, n, a.grid, v.pred)  # (gh, gw)
             names = np.vectorize(v.name)(top_c)
             cache.plotly_chart(v.chart("wi_lens", (layer,), wf.lens_map, p_pred, names, top_p,

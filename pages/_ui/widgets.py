@@ -25,6 +25,16 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
     st.markdown(intro)
 
 
+def metric_row(n: int) -> list:
+    """``n`` places side by side for ``st.metric``: one horizontal container, not ``st.columns(n)``.
+
+    The columns are ``n + 1`` layout elements, and every element is a message on every run of every
+    student: a class walking the pages pays for each (BENCHMARKS "Lecture hall").
+    """
+    row = st.container(horizontal=True, gap="medium")
+    return [row] * n
+
+
 def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:
     """A PNG download of the image array ``img``, encoded only when the button is clicked (a
     deferred download) rather than on every rerun: a 1000 px mosaic costs ~170 ms to encode.

@@ -41,7 +41,7 @@ def test_what_if_unchanged_run_is_the_analysis_without_a_forward_pass():
     """What if? opens on the image as it is: that run must equal a real forward pass, but cost none."""
     import numpy as np
 
-    from pages._ui import cache, heavy
+    from pages._ui import cache, heavy, what_if_cache
     from pages._ui.site import SAMPLES
     from vit_core.analysis import interventions
     from vit_core.io import images
@@ -50,11 +50,11 @@ def test_what_if_unchanged_run_is_the_analysis_without_a_forward_pass():
     sha, spec = images.image_sha256(data), "bundled:shapes-vit"
     cache.get_analysis(spec, sha, data)
     gate_before = heavy.RESULTS.misses
-    r0 = cache.wi_run(spec, sha, (), "mean", "learned", "", 224, data)
+    r0 = what_if_cache.wi_run(spec, sha, (), "mean", "learned", "", 224, data)
     assert heavy.RESULTS.misses == gate_before  # nothing computed or queued
-    loaded, x = cache._wi_input(spec, sha, data, 224)
+    loaded, x = what_if_cache._wi_input(spec, sha, data, 224)
     r1 = interventions.run(loaded.model, x, loaded.data_config, "learned", None)
     assert np.array_equal(r0.probs, r1.probs) and np.allclose(r0.rollout, r1.rollout, atol=1e-7)
     assert np.array_equal(r0.image, r1.image) and r0.grid == r1.grid
-    r2 = cache.wi_run(spec, sha, (3, 101, 150), "noise", "learned", "", 224, data)  # a change: a real run
+    r2 = what_if_cache.wi_run(spec, sha, (3, 101, 150), "noise", "learned", "", 224, data)  # a change: a real run
     assert heavy.RESULTS.misses == gate_before + 1 and not np.array_equal(r2.probs, r0.probs)

@@ -6,23 +6,13 @@ and the Previous/Next buttons; widgets bound to the URL must come back from a de
 """
 from __future__ import annotations
 
-import base64
-import io
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import cache, present
 from pages._ui.site import PAGES
-from vit_core.analysis import explain
-from vit_core.render import handout
-from vit_core.analysis import lecture as lec
-from vit_core.model import ViTConfig, VisionTransformer, count_params
 
 ROOT = Path(__file__).resolve().parents[2]
 NARRATIVE = ("history", "pixels_as_tokens", "vit_in_numbers", "critics_impact", "appendix")

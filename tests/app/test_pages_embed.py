@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +14,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import site
-from tests.support.apptest import ROOT, rerun, run, shown
+from tests.support.apptest import rerun, run, shown
 from vit_core.analysis import embeddings
 from vit_core.analysis import explain
-from vit_core.io import images
 from vit_core.io import loading
 from vit_core.analysis import patches
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pages._ui import cache, sidebar
+from pages._ui import cache, sidebar, what_if_cache
 from tests.support.apptest import ROOT, open_all, rerun, run, shown, square_png, upload
 from vit_core.analysis import faithfulness
 
@@ -62,13 +62,13 @@ def test_sample_every_section(monkeypatch):
     top = np.argsort(a.rollout[-1][0, 1:])[::-1][:30].tolist()
     at.multiselect(key="wi_masked").set_value(sorted(top))
     rerun(at)
-    r = cache.wi_run(spec, sha, tuple(sorted(top)), "mean", "learned", "", 224, data)
+    r = what_if_cache.wi_run(spec, sha, tuple(sorted(top)), "mean", "learned", "", 224, data)
     assert hidden_line(at).startswith("30 of 196 patches hidden")
     assert f"{names[pred]} {a.probs[pred]:.1%} → **{r.probs[pred]:.1%}**" in hidden_line(at)
     assert r.probs[pred] < a.probs[pred] - 0.05
     at.selectbox(key="wi_mode").set_value("blur")
     rerun(at)
-    rb = cache.wi_run(spec, sha, tuple(sorted(top)), "blur", "learned", "", 224, data)
+    rb = what_if_cache.wi_run(spec, sha, tuple(sorted(top)), "blur", "learned", "", 224, data)
     assert f"→ **{rb.probs[pred]:.1%}**" in hidden_line(at)
 
     # top-k of a map vs k random
@@ -96,7 +96,7 @@ def test_sample_every_section(monkeypatch):
 
     # deletion/insertion table = the cache's figures; randomisation strip and chart shown
     table = tab(at, "Do the maps tell the truth?").table[0].value
-    res = cache.wi_deletion(spec, sha, "rollout", 16, "blur", data)
+    res = what_if_cache.wi_deletion(spec, sha, "rollout", 16, "blur", data)
     row = table[table["map"] == faithfulness.METHOD_NAMES["rollout"]].iloc[0]
     assert row["deletion area (lower is better)"] == f"{res.deletion_auc:.3f}"
     assert row["insertion area (higher is better)"] == f"{res.insertion_auc:.3f}"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, app_server, settle
+from tests.support.browser import CHROMIUM, ROOT, app_server, settle
 
 SHOTS = ROOT / "test-artifacts" / "lecture"
 playwright = pytest.importorskip("playwright.sync_api")

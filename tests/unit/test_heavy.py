@@ -201,7 +201,8 @@ def test_the_server_releases_a_class_s_analyses_but_keeps_the_gallery(monkeypatc
     from pages._ui import cache, warmup
     from pages._ui.site import sample_names
 
-    monkeypatch.setattr(heavy, "ANALYSES", SharedLRU(10**6))
+    for name in ("ANALYSES", "RESULTS", "LIGHT", "FIGURES", "PICTURES"):  # only this test's entries
+        monkeypatch.setattr(heavy, name, SharedLRU(10**6))
     gallery = cache.sample_bytes(sample_names()[0])[1]
     heavy.ANALYSES.get(("bundled:shapes-vit", gallery), lambda: np.zeros(10, np.uint8))
     heavy.ANALYSES.get(("bundled:shapes-vit", "f" * 64), lambda: np.zeros(10, np.uint8))  # a student's photo

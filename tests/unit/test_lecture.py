@@ -11,9 +11,7 @@ import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.support import tiny

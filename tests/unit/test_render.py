@@ -14,11 +14,8 @@ import time
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
-from PIL import Image
 
 from vit_core.analysis import attention_views, explain, lecture, patches
-from vit_core.model import ViTConfig, VisionTransformer
 from vit_core.render import charts, drawing, figures, lecture_charts, views
 from tests.support.tiny import tiny_analysis
 

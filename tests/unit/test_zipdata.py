@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vit_core.data import vision, zipdata
+from vit_core.data import vision
 from vit_core.data.zipdata import ZipDataError, load_zip
 
 

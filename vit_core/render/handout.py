@@ -155,8 +155,8 @@ def steps(a: explain.Analysis, mf: explain.ModelFigures, class_names: list[str])
 
     sim = figures.map_mosaic(mf.pos_similarity, cols=mf.grid[1], tile=max(24, 640 // max(mf.grid)))
     out.append(Step("positions", "4. Position embeddings",
-                    f"A learned vector is added to each token so the model knows where a patch came from. "
-                    f"Tile (i, j) shows how similar the position embedding of patch (i, j) is to all other "
+                    "A learned vector is added to each token so the model knows where a patch came from. "
+                    "Tile (i, j) shows how similar the position embedding of patch (i, j) is to all other "
                     "positions (cosine similarity; the paper's Figure 7, centre): nearby patches, and patches "
                     "in the same row or column, end up with similar embeddings in a trained model (the model learns the 2-D "
                     "layout; it is never told).",
