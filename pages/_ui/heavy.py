@@ -185,8 +185,12 @@ class SharedLRU:
             How many entries were dropped.
         """
         now = time.monotonic() if now is None else now
+        return self.drop_where(lambda k: now - self._used.get(k, now) > idle_s and not (keep and keep(k)))
+
+    def drop_where(self, pred: Callable[[Hashable], bool]) -> int:
+        """Drops the entries whose key satisfies ``pred`` (called under the lock). Returns how many."""
         with self._lock:
-            stale = [k for k in self._items if now - self._used.get(k, now) > idle_s and not (keep and keep(k))]
+            stale = [k for k in self._items if pred(k)]
             freed = 0
             for k in stale:
                 freed += self._items.pop(k)[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from pages._ui import st_private
+from pages._ui import st_private, uploads
 from pages._ui.cache import (analysis_ready, get_analysis, get_model, get_model_figures, image_problem,
                              model_status, sample_bytes)
 from pages._ui.site import DEFAULT_SPEC, IMAGENET_DEFAULT, USER_MODELS, sample_names
@@ -101,6 +101,7 @@ def _kept(kept_key: str, name: str, data: bytes) -> tuple[str, bytes, str]:
     old = st.session_state.get(kept_key)
     if old is None or old[1] is not data and old[1] != data:
         st.session_state[kept_key] = (name, data, images.image_sha256(data))
+        uploads.note(st.session_state[kept_key][2])  # released from the shared caches when the tab closes
     return st.session_state[kept_key]
 
 

@@ -43,7 +43,7 @@ import plotly.tools
 import PIL.Image
 import segno  # noqa: F401  (the QR code of the share box)
 
-from pages._ui import heavy, st_private
+from pages._ui import heavy, st_private, uploads
 
 
 def _touch_plotly() -> None:
@@ -82,27 +82,33 @@ def freeze_heap() -> None:
 IDLE_RELEASE_S = float(os.environ.get("VIT_IDLE_RELEASE_S", "") or 60)
 
 
-def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None) -> int:
-    """Drops shared results idle for ``idle_s`` seconds (analyses, layer results, figures, pictures);
-    the gallery's analyses stay (every lecture link opens on one). Returns how many entries went."""
+def gallery_shas() -> set[str]:
+    """SHA-256 of the bundled samples (their analyses stay: every lecture link opens on one)."""
     from pages._ui import cache
     from pages._ui.site import sample_names
 
-    gallery = {cache.sample_bytes(name)[1] for name in sample_names()}
+    return {cache.sample_bytes(name)[1] for name in sample_names()}
+
+
+def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None) -> int:
+    """Drops shared results idle for ``idle_s`` seconds (analyses, layer results, figures, pictures);
+    the gallery's analyses stay (every lecture link opens on one). Returns how many entries went."""
+    gallery = gallery_shas()
     n = heavy.ANALYSES.expire_idle(idle_s, keep=lambda key: key[1] in gallery, now=now)
     return n + sum(c.expire_idle(idle_s, now=now) for c in (heavy.RESULTS, heavy.LIGHT, heavy.FIGURES, heavy.PICTURES))
 
 
 def _housekeeping(every_s: float = 10.0) -> None:
     """Every few seconds, drop closed sessions past their reconnect window (st_private), collect
-    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml), and
-    release shared results nobody asks for any more (their memory goes back through the caches'
-    own ``heavy.release_freed``)."""
+    the cycles they leave when some went (Streamlit's per-run collection is off: config.toml),
+    release the pictures of tabs that closed (``uploads``) and shared results nobody asks for any
+    more (their memory goes back through the caches' own ``heavy.release_freed``)."""
     while True:
         time.sleep(every_s)
         if st_private.expire_closed_sessions():
             gc.collect()
         try:
+            uploads.release_closed(keep=gallery_shas())
             release_idle()
         except Exception:  # housekeeping must never stop; the byte bounds still hold
             pass

@@ -244,3 +244,30 @@ def test_the_warm_up_beside_the_first_sessions_does_not_freeze_their_objects(mon
     finally:
         if gc.get_freeze_count() > frozen_before:
             gc.unfreeze()
+
+
+def test_a_closed_tab_s_pictures_leave_the_shared_caches(monkeypatch):
+    """Results keyed on a photo go when every tab that sent it has closed; not before, not the gallery's."""
+    from pages._ui import uploads
+
+    for name in ("ANALYSES", "RESULTS", "LIGHT", "FIGURES", "PICTURES"):
+        monkeypatch.setattr(heavy, name, SharedLRU(10**6))
+    monkeypatch.setattr(uploads, "_BY_SESSION", {})
+    a, b, c, g = "a" * 64, "b" * 64, "c" * 64, "9" * 64
+    for sid, sha in (("s1", a), ("s2", a), ("s2", b), ("s3", c), ("s3", g)):
+        uploads.note(sha, sid)
+    value = lambda: np.zeros(10, np.uint8)  # noqa: E731
+    for sha in (a, b, c, g):
+        heavy.ANALYSES.get(("spec", sha), value)
+        heavy.RESULTS.get(("wi_run", "spec", sha, (3, 4), "mean"), value)
+        heavy.PICTURES.get(("att_query", (("spec", sha), 2, 0), "jpeg", None), value)  # nested, as cache.encoded keys
+    heavy.FIGURES.get(("hist_timeline", ("All", "ViT", 16)), value)  # names no picture: stays
+
+    connected = {"s1": False, "s2": True, "s3": False}
+    assert uploads.release_closed(keep={g}, alive=lambda sid: None) == 0  # the server cannot say: keep all
+    assert uploads.release_closed(keep={g}, alive=connected.get) == 3  # c's three; a is still on s2's screen
+    assert {k[1] for k in heavy.ANALYSES._items} == {a, b, g}
+    connected["s2"] = False
+    assert uploads.release_closed(keep={g}, alive=connected.get) == 6
+    assert list(heavy.ANALYSES._items) == [("spec", g)] and len(heavy.FIGURES) == 1
+    assert heavy.ANALYSES.bytes == 10 and uploads.tracked() == 0
