@@ -24,18 +24,30 @@ from vit_core.render import drawing, figures
 
 
 # --- models and per-image analyses --------------------------------------------------------------
+# The per-run look-ups below call their cached function with keyword arguments: for positional
+# ones Streamlit inspects the function's signature on every call to learn the argument's name
+# (a few % of every page run, measured with py-spy under a class).
 @st.cache_resource(show_spinner=False, max_entries=6)
-def get_model(spec: str) -> loading.LoadedModel:
-    """One model per spec, shared by every session (eval mode; nothing per-call stored on it)."""
+def _model(spec: str) -> loading.LoadedModel:
     loaded = loading.load_model(spec)
     if torch.cuda.is_available():
         loaded.model.to("cuda")
     return loaded
 
 
+def get_model(spec: str) -> loading.LoadedModel:
+    """One model per spec, shared by every session (eval mode; nothing per-call stored on it)."""
+    return _model(spec=spec)
+
+
 @st.cache_resource(show_spinner=False, max_entries=6)
-def get_model_figures(spec: str) -> explain.ModelFigures:
+def _model_figures(spec: str) -> explain.ModelFigures:
     return explain.model_figures(get_model(spec).model)
+
+
+def get_model_figures(spec: str) -> explain.ModelFigures:
+    """The image-independent figures of a model (position similarity, patch filters), once per spec."""
+    return _model_figures(spec=spec)
 
 
 def get_analysis(spec: str, sha: str, data: bytes, on_wait: heavy.WaitCallback | None = None) -> explain.Analysis:
@@ -96,10 +108,14 @@ def gated(key: tuple, compute, cache: heavy.SharedLRU | None = None):
 
 # --- the sidebar's per-run questions, answered once -------------------------------------------------
 @st.cache_resource(show_spinner=False, max_entries=64)
-def sample_bytes(name: str) -> tuple[bytes, str]:
-    """A bundled sample's bytes and SHA-256, read from disk once."""
+def _sample_bytes(name: str) -> tuple[bytes, str]:
     data = (SAMPLES / name).read_bytes()
     return data, images.image_sha256(data)
+
+
+def sample_bytes(name: str) -> tuple[bytes, str]:
+    """A bundled sample's bytes and SHA-256, read from disk once."""
+    return _sample_bytes(name=name)
 
 
 @st.cache_resource(show_spinner=False, max_entries=1024)
@@ -113,13 +129,17 @@ def _image_problem(sha: str, _data: bytes) -> str | None:
 
 def image_problem(sha: str, data: bytes) -> str | None:
     """Why image ``data`` cannot be used (None when it can), decoded once per distinct image."""
-    return _image_problem(sha, data)
+    return _image_problem(sha=sha, _data=data)
 
 
 @st.cache_data(show_spinner=False, ttl=20, max_entries=64)
+def _model_status(spec: str) -> loading.ModelStatus:
+    return loading.model_status(spec)
+
+
 def model_status(spec: str) -> loading.ModelStatus:
     """Whether a model is bundled, cached, downloadable or unavailable; re-asked every 20 s."""
-    return loading.model_status(spec)
+    return _model_status(spec=spec)
 
 
 # --- attention views ----------------------------------------------------------------------------
@@ -210,8 +230,8 @@ def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwarg
 
 
 @st.cache_resource(show_spinner=False, max_entries=1024)
-def _drawn(kind: str, key: tuple, st_key: str | None, options: str, _fig: go.Figure, _kwargs: dict) -> None:
-    st.plotly_chart(_fig, key=st_key, **_kwargs)
+def _drawn(token: str, _st_key: str | None, _fig: go.Figure, _kwargs: dict) -> None:
+    st.plotly_chart(_fig, key=_st_key, **_kwargs)
 
 
 def plotly_chart(fig: go.Figure, *, key: str | None = None, **kwargs) -> None:
@@ -230,11 +250,12 @@ def plotly_chart(fig: go.Figure, *, key: str | None = None, **kwargs) -> None:
     if ck is None or kwargs.get("on_select", "ignore") != "ignore" or st_private.fragment_rerun():
         st.plotly_chart(fig, key=key, **kwargs)
         return
-    _drawn(ck[0], ck[1], key, repr(sorted(kwargs.items())), fig, kwargs)
+    # One string names the element (hashed once, by keyword: no signature inspection per call).
+    _drawn(token=f"{ck[0]}|{ck[1]!r}|{key}|{sorted(kwargs.items())!r}", _st_key=key, _fig=fig, _kwargs=kwargs)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _table_drawn(kind: str, key: tuple, _build: Callable[[], object]) -> None:
+def _table_drawn(token: str, _build: Callable[[], object]) -> None:
     st.table(_build())
 
 
@@ -249,7 +270,7 @@ def table(kind: str, key: tuple, build: Callable[[], object]) -> None:
     if st_private.fragment_rerun():
         st.table(build())
         return
-    _table_drawn(kind, tuple(key), build)
+    _table_drawn(token=f"{kind}|{tuple(key)!r}", _build=build)
 
 
 def encoded(kind: str, key: tuple, build: Callable[..., np.ndarray], *args, fmt: str = "jpeg",
