@@ -2,6 +2,7 @@
 replica killed in the middle of a class.
 
     python bench/cluster_class.py --students 100 [--replicas 2] [--json out.json]
+    python bench/cluster_class.py --walk [--students 100]   # the hall's walk on N replicas vs the trivial app
 
 Runs bench/classroom.py three times: (1) --url of a fresh `make cluster`-style cluster (HAProxy in
 front of N replicas), (2) --app app.py (one server), the same scenario and students, and (3) a
@@ -46,12 +47,27 @@ def main() -> int:
     p.add_argument("--model", default="random:vit_base_patch16_224")
     p.add_argument("--kill-students", type=int, default=30)
     p.add_argument("--kill-after", type=float, default=40.0)
+    p.add_argument("--walk", action="store_true",
+                   help="only the walk (one deep link, all pages, no pause) on a fresh cluster, with the trivial "
+                        "app's class in the same run (classroom.py --baseline)")
     p.add_argument("--json")
     a = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cluster-class-"))
     common = ["--students", str(a.students), "--ramp", "10", "--scenario", "upload", "--model", a.model,
               "--timeout", "900"]
     result: dict = {}
+    if a.walk:
+        with start_cluster(a.replicas, free_port(), run_dir=tmp / "walk") as c:
+            pids = sum((["--server-pid", str(pid)] for pid, _ in c.replicas), [])
+            r = run_class(["--url", c.url, "--students", str(a.students), "--ramp", "10", "--scenario", "walk",
+                           "--query", "sample=shapes-star.png", "--baseline", "--timeout", "900", *pids],
+                          tmp / "walk.json")
+        result["walk"] = {**brief(r), "baseline_wall_s": (r.get("baseline") or {}).get("wall_s"),
+                          "ratio_wall": r.get("ratio_wall")}
+        print(json.dumps(result, indent=2))
+        if a.json:
+            Path(a.json).write_text(json.dumps(result, indent=2))
+        return 0
 
     with start_cluster(a.replicas, free_port(), run_dir=tmp / "c1") as c:
         pids = [str(pid) for pid, _ in c.replicas]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The lecture-hall acceptance runs of BENCHMARKS.md, one after the other on a quiet machine.
-# Usage: bench/hall.sh OUTDIR [scenario ...]   (scenarios: warm walk lecture lecture-fresh lecture-hall upload train cluster)
+# Usage: bench/hall.sh OUTDIR [scenario ...]
+#   scenarios: warm walk walk-hall walk-cluster lecture lecture-fresh lecture-hall upload train cluster
 # Each writes OUTDIR/<scenario>.json and its table to OUTDIR/<scenario>.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,9 @@ for s in $SCEN; do
     warm)    $C --app app.py --students 1 --scenario walk --warm 1 --baseline --json "$OUT/$s.json" ;;
     walk)    $C --app app.py --students 100 --ramp 10 --scenario walk --query sample=shapes-star.png \
                 --baseline --timeout 900 --json "$OUT/$s.json" ;;
+    walk-hall) $C --app deploy/hall.py --students 100 --ramp 10 --scenario walk --query sample=shapes-star.png \
+                --baseline --timeout 900 --json "$OUT/$s.json" ;;
+    walk-cluster) $PY bench/cluster_class.py --walk --students 100 --json "$OUT/$s.json" ;;
     lecture) $C --app app.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
                 --query sample=shapes-star.png --lecturer --timeout 900 --json "$OUT/$s.json" ;;
     lecture-fresh) $C --app app.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
