@@ -129,3 +129,14 @@ def expire_closed_sessions(manager=None) -> int | None:
             return len(storage._cache.expire())
     except Exception:
         return None
+
+
+def session_count() -> int | None:
+    """How many sessions this server holds (connected, or closed within their reconnect window);
+    None when it cannot say (no server, or the internal is gone)."""
+    try:
+        from streamlit import runtime
+
+        return len(runtime.get_instance()._session_mgr.list_sessions())
+    except Exception:
+        return None

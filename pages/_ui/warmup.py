@@ -104,10 +104,17 @@ def _housekeeping(every_s: float = 10.0) -> None:
     the cycles they leave when some went (Streamlit's per-run collection is off: config.toml),
     release the pictures of tabs that closed (``uploads``) and shared results nobody asks for any
     more (their memory goes back through the caches' own ``heavy.release_freed``)."""
+    known = None
     while True:
         time.sleep(every_s)
-        if st_private.expire_closed_sessions():
+        expired = st_private.expire_closed_sessions()
+        count = st_private.session_count()
+        # Streamlit also drops expired sessions itself whenever another tab closes: collect after
+        # any drop in the count, not only after ours (their page namespaces are cycles that hold
+        # each student's analysis until a collection; a class leaving would otherwise keep them).
+        if expired or (count is not None and known is not None and count < known):
             gc.collect()
+        known = count
         try:
             uploads.release_closed(keep=gallery_shas())
             release_idle()

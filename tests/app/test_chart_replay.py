@@ -60,3 +60,34 @@ def test_widget_charts_take_the_ordinary_path():
     finally:
         st.plotly_chart = orig
     assert calls and calls[0]["on_select"] == "rerun"
+
+
+def _table_page():
+    import pandas as pd
+    import streamlit as st
+
+    from pages._ui import cache
+
+    k = int(st.query_params.get("k", 2))
+    built = st.session_state.setdefault("built", [])
+
+    def build() -> pd.DataFrame:
+        built.append(k)
+        return pd.DataFrame({"n": list(range(k))}, index=[f"row {i}" for i in range(k)])
+    with st.columns(2)[1]:
+        cache.table("replay_table_test", (k,), build)
+
+
+def test_replayed_table_is_built_once_and_follows_its_key():
+    """cache.table: the DataFrame is built and converted once per key; later runs replay the element."""
+    at = AppTest.from_function(_table_page, default_timeout=60).run()
+    at.run()
+    assert not at.exception
+    assert list(at.table[0].value["n"]) == [0, 1]
+    assert at.session_state["built"] == [2]  # two runs, one build
+    at2 = AppTest.from_function(_table_page, default_timeout=60).run()  # another session: replayed too
+    assert list(at2.table[0].value["n"]) == [0, 1] and at2.session_state["built"] == []
+    assert at2.columns[1].children, "the replayed table sits in its column"
+    at2.query_params["k"] = 3
+    at2.run()
+    assert list(at2.table[0].value["n"]) == [0, 1, 2] and at2.session_state["built"] == [3]
