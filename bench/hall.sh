@@ -2,7 +2,9 @@
 # The lecture-hall acceptance runs of BENCHMARKS.md, one after the other on a quiet machine.
 # Usage: bench/hall.sh OUTDIR [scenario ...]
 #   scenarios: warm walk walk-hall walk-cluster lecture lecture-fresh lecture-hall upload train cluster
-# Each writes OUTDIR/<scenario>.json and its table to OUTDIR/<scenario>.txt.
+# Each writes OUTDIR/<scenario>.json and its table to OUTDIR/<scenario>.txt. The hall's own server
+# (deploy/hall.py, `make hall`) serves upload, train, lecture-hall and walk-hall; walk, lecture and
+# lecture-fresh measure a plain `streamlit run app.py`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -25,9 +27,9 @@ for s in $SCEN; do
                 --query sample=shapes-star.png --timeout 900 --json "$OUT/$s.json" ;;
     lecture-hall) $C --app deploy/hall.py --students 100 --ramp 10 --scenario lecture --pause-min 10 --pause-max 20 \
                 --query sample=shapes-star.png --timeout 900 --json "$OUT/$s.json" ;;
-    upload)  $C --app app.py --students 100 --ramp 10 --scenario upload --model random:vit_base_patch16_224 \
+    upload)  $C --app deploy/hall.py --students 100 --ramp 10 --scenario upload --model random:vit_base_patch16_224 \
                 --second-class --timeout 900 --json "$OUT/$s.json" ;;
-    train)   $C --app app.py --students 20 --ramp 10 --scenario train --train-watch 40 --timeout 600 \
+    train)   $C --app deploy/hall.py --students 20 --ramp 10 --scenario train --train-watch 40 --timeout 600 \
                 --others 30 --pause-min 1 --pause-max 3 --query sample=shapes-star.png --warm 1 \
                 --json "$OUT/$s.json" ;;
     cluster) $PY bench/cluster_class.py --students 100 --json "$OUT/$s.json" ;;

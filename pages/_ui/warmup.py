@@ -6,8 +6,9 @@
    has no attribute 'Series'"). This module runs under Python's import lock when
    ``pages._ui`` is first imported, so the first session finishes these imports before any
    other session's script can reach them.
-2. Imports every module the pages import, and timm (``import_page_modules``), then moves
-   everything imported so far into the garbage collector's permanent generation
+2. Imports every module the pages import, and timm (``import_page_modules``), then, where no
+   session exists yet (``deploy/hall.py``'s start-up), moves everything imported so far into the
+   garbage collector's permanent generation
    (``gc.freeze``). Torch, plotly, pandas and Streamlit leave ~500,000 tracked objects; a full
    collection walks all of them (0.3-0.8 s on the 2-core server), and Streamlit used to run one
    after every page run of every student (``runner.postScriptGC``, now off in config.toml). Frozen
@@ -64,17 +65,27 @@ def _touch_imaging() -> None:
     matplotlib.colormaps["viridis"](np.zeros(1))
 
 
-def freeze_heap() -> None:
-    """Collect once, then exempt every object alive now from later collections.
+def freeze_heap() -> bool:
+    """Collect once, then exempt every object alive now from later collections (True when it did).
 
-    Only where no session's objects can be alive yet (module import, ``prepare_server``): a frozen
+    Only where no session's objects can be alive yet (``prepare_server``; an import outside a page
+    run): a frozen
     object is never collected, so a page namespace frozen while a student was on the page (a cycle
     through its functions' globals) kept that student's analysis for the server's lifetime. The
     gallery warm-up started by ``streamlit run app.py`` runs beside the first class and froze them:
     20 of 30 ViT-B analyses of a class outlived it (measured; BENCHMARKS "Lecture hall").
     """
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx() is not None:
+        # Imported by a page run (``streamlit run app.py``): a session exists. Freezing there kept
+        # later sessions' analyses alive for good (a probe after a 12-student ViT-B upload class:
+        # 11 of their 12 analyses outlived every session, all freed once unfrozen), so such a server
+        # goes without; ``deploy/hall.py`` freezes before its port opens.
+        return False
     gc.collect()
     gc.freeze()
+    return True
 
 
 # Results nobody asked for in this long are released (``VIT_IDLE_RELEASE_S``), as Streamlit releases
@@ -179,10 +190,11 @@ def page_modules() -> list[str]:
 def import_page_modules() -> int:
     """Imports every module the pages import, and timm (which models load lazily). Returns how many.
 
-    Done when this module is first imported, before ``freeze_heap``: what a module leaves behind
-    (timm's model registry alone, ~4,000 configs) is then exempt from collections. Imported later,
-    beside the class, it stayed in the collected heap: a full collection walked 254,000 objects
-    (145 ms with the GIL held, the worst page of a class in its p95) instead of 37,000 (25 ms).
+    Done when this module is first imported, under the lazy-import lock, and before ``freeze_heap``:
+    what the modules leave behind (timm's model registry alone, ~4,000 configs) is then exempt from
+    collections on a server that freezes. Imported later, beside the class, it stayed in the
+    collected heap: a full collection walked 254,000 objects (145 ms with the GIL held, the worst
+    page of a class in its p95) instead of 37,000 (25 ms) on ``deploy/hall.py``.
     """
     from vit_core import LAZY_IMPORTS
 

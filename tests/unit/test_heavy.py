@@ -271,3 +271,18 @@ def test_a_closed_tab_s_pictures_leave_the_shared_caches(monkeypatch):
     assert uploads.release_closed(keep={g}, alive=connected.get) == 6
     assert list(heavy.ANALYSES._items) == [("spec", g)] and len(heavy.FIGURES) == 1
     assert heavy.ANALYSES.bytes == 10 and uploads.tracked() == 0
+
+
+def test_the_heap_is_not_frozen_from_inside_a_page_run(monkeypatch):
+    """Frozen while a session existed, later sessions' analyses outlived them (app.py's first run)."""
+    import gc
+
+    import streamlit.runtime.scriptrunner as sr
+
+    from pages._ui import warmup
+
+    before = gc.get_freeze_count()
+    monkeypatch.setattr(sr, "get_script_run_ctx", lambda *a, **k: object())  # a page run is going on
+    assert warmup.freeze_heap() is False and gc.get_freeze_count() == before
+    monkeypatch.setattr(sr, "get_script_run_ctx", lambda *a, **k: None)  # a start-up hook: no session
+    assert warmup.freeze_heap() is True
