@@ -101,7 +101,6 @@ def _kept(kept_key: str, name: str, data: bytes) -> tuple[str, bytes, str]:
     old = st.session_state.get(kept_key)
     if old is None or old[1] is not data and old[1] != data:
         st.session_state[kept_key] = (name, data, images.image_sha256(data))
-        uploads.note(st.session_state[kept_key][2])  # released from the shared caches when the tab closes
     return st.session_state[kept_key]
 
 
@@ -130,6 +129,9 @@ def _pick_image(bundled: bool) -> tuple[str, bytes, str, str]:
             kept = st.session_state["_camera"]
             st.sidebar.caption("Showing your last picture; take another to replace it.")
     if kept is not None:
+        # Noted on every run, so that a tab that reconnects after its photo was released registers
+        # it again: released from the shared caches once no open tab shows it (pages/_ui/uploads.py).
+        uploads.note(kept[2])
         return kept[0], kept[1], kept[2], source.lower()
     if source != "Sample":
         # A reload, a shared link or a restarted server: the picture lived only in that browser

@@ -189,6 +189,24 @@ def test_uploaded_and_bad_images(page):
     assert at.error and "could not be used" in at.error[0].value
 
 
+def test_an_upload_leaves_the_shared_caches_when_its_tab_closes(monkeypatch):
+    """The sidebar notes the photo with its session; once that session is closed, its analysis goes."""
+    from pages._ui import uploads
+
+    monkeypatch.setattr(uploads, "_BY_SESSION", {})
+    at = run("attention")
+    data = square_png("blue")
+    upload(at, "blue.png", data)
+    sha = images.image_sha256(data)
+    assert not at.exception and uploads.tracked() == 1
+    assert any(uploads.mentions(k, {sha}) for k in list(heavy.ANALYSES._items))
+    assert uploads.release_closed(alive=lambda sid: True) == 0  # the tab is open: kept
+    assert uploads.release_closed(alive=lambda sid: False) >= 1
+    assert not any(uploads.mentions(k, {sha}) for k in list(heavy.ANALYSES._items))
+    rerun(at)  # the tab came back: the photo is analysed again and noted again
+    assert not at.exception and uploads.tracked() == 1
+
+
 # --- unusual models: no class head, no [CLS] token ---------------------------------------------
 def _tiny(tmp_path, name: str, **cfg) -> str:
     from vit_core import ViTConfig
