@@ -64,10 +64,7 @@ def main() -> int:
                           tmp / "walk.json")
         result["walk"] = {**brief(r), "baseline_wall_s": (r.get("baseline") or {}).get("wall_s"),
                           "ratio_wall": r.get("ratio_wall")}
-        print(json.dumps(result, indent=2))
-        if a.json:
-            Path(a.json).write_text(json.dumps(result, indent=2))
-        return 0
+        return report(result, a.json)
 
     with start_cluster(a.replicas, free_port(), run_dir=tmp / "c1") as c:
         pids = [str(pid) for pid, _ in c.replicas]
@@ -95,9 +92,13 @@ def main() -> int:
                        "lecture", "--pause-min", "3", "--pause-max", "6", "--timeout", "900"], tmp / "kill.json")
         result["kill"] = {**brief(r), **states}
 
+    return report(result, a.json)
+
+
+def report(result: dict, path: str | None) -> int:
     print(json.dumps(result, indent=2))
-    if a.json:
-        Path(a.json).write_text(json.dumps(result, indent=2))
+    if path:
+        Path(path).write_text(json.dumps(result, indent=2))
     return 0
 
 

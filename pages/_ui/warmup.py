@@ -6,9 +6,9 @@
    has no attribute 'Series'"). This module runs under Python's import lock when
    ``pages._ui`` is first imported, so the first session finishes these imports before any
    other session's script can reach them.
-2. Imports every module the pages import, and timm (``import_page_modules``), then, where no
-   session exists yet (``deploy/hall.py``'s start-up), moves everything imported so far into the
-   garbage collector's permanent generation
+2. Under ``deploy/hall.py``, before the port opens (``prepare_server``): imports every module the
+   pages import, and timm, warms the gallery, then moves everything alive into the garbage
+   collector's permanent generation
    (``gc.freeze``). Torch, plotly, pandas and Streamlit leave ~500,000 tracked objects; a full
    collection walks all of them (0.3-0.8 s on the 2-core server), and Streamlit used to run one
    after every page run of every student (``runner.postScriptGC``, now off in config.toml). Frozen
@@ -68,9 +68,8 @@ def _touch_imaging() -> None:
 def freeze_heap() -> bool:
     """Collect once, then exempt every object alive now from later collections (True when it did).
 
-    Only where no session's objects can be alive yet (``prepare_server``; an import outside a page
-    run): a frozen
-    object is never collected, so a page namespace frozen while a student was on the page (a cycle
+    Only where no session's objects can be alive yet (``prepare_server``): a frozen object is never
+    collected, so a page namespace frozen while a student was on the page (a cycle
     through its functions' globals) kept that student's analysis for the server's lifetime. The
     gallery warm-up started by ``streamlit run app.py`` runs beside the first class and froze them:
     20 of 30 ViT-B analyses of a class outlived it (measured; BENCHMARKS "Lecture hall").
@@ -102,10 +101,11 @@ def gallery_shas() -> set[str]:
     return {cache.sample_bytes(name)[1] for name in sample_names()}
 
 
-def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None) -> int:
+def release_idle(idle_s: float = IDLE_RELEASE_S, now: float | None = None,
+                 gallery: set[str] | None = None) -> int:
     """Drops shared results idle for ``idle_s`` seconds (analyses, layer results, figures, pictures);
     the gallery's analyses stay (every lecture link opens on one). Returns how many entries went."""
-    gallery = gallery_shas()
+    gallery = gallery_shas() if gallery is None else gallery
     n = heavy.ANALYSES.expire_idle(idle_s, keep=lambda key: key[1] in gallery, now=now)
     return n + sum(c.expire_idle(idle_s, now=now) for c in (heavy.RESULTS, heavy.LIGHT, heavy.FIGURES, heavy.PICTURES))
 
@@ -127,8 +127,9 @@ def _housekeeping(every_s: float = 10.0) -> None:
             gc.collect()
         known = count
         try:
-            uploads.release_closed(keep=gallery_shas())
-            release_idle()
+            gallery = gallery_shas()
+            uploads.release_closed(keep=gallery)
+            release_idle(gallery=gallery)
         except Exception:  # housekeeping must never stop; the byte bounds still hold
             pass
 
@@ -154,6 +155,11 @@ def precompute_gallery(wait: bool = False) -> None:
         from pages._ui.site import sample_names
 
         try:
+            from vit_core import LAZY_IMPORTS
+
+            with LAZY_IMPORTS:  # sessions that need timm meanwhile wait here, not in a half-done import
+                import timm  # noqa: F401  (ImageNet and random: models need it; off the page path)
+
             spec = sidebar.default_spec()
             cache.get_model(spec)
             cache.get_model_figures(spec)
@@ -190,11 +196,10 @@ def page_modules() -> list[str]:
 def import_page_modules() -> int:
     """Imports every module the pages import, and timm (which models load lazily). Returns how many.
 
-    Done when this module is first imported, under the lazy-import lock, and before ``freeze_heap``:
-    what the modules leave behind (timm's model registry alone, ~4,000 configs) is then exempt from
-    collections on a server that freezes. Imported later, beside the class, it stayed in the
-    collected heap: a full collection walked 254,000 objects (145 ms with the GIL held, the worst
-    page of a class in its p95) instead of 37,000 (25 ms) on ``deploy/hall.py``.
+    Before ``freeze_heap``, so that what they leave behind (timm's model registry alone, ~4,000
+    configs) is exempt from collections: on a server whose heap is not frozen (``streamlit run
+    app.py``) a full collection after a class walked 254,000 objects (145 ms with the GIL held),
+    on ``deploy/hall.py`` 37,000 (25 ms).
     """
     from vit_core import LAZY_IMPORTS
 
@@ -245,6 +250,4 @@ heavy.limit_malloc_arenas()
 heavy.set_torch_threads()
 _touch_plotly()
 _touch_imaging()
-import_page_modules()
-freeze_heap()
 threading.Thread(target=_housekeeping, name="vit-housekeeping", daemon=True).start()
