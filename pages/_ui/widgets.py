@@ -25,6 +25,9 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
     st.markdown(intro)
 
 
+EXPORTS_LABEL = "Download"
+
+
 def metric_row(n: int) -> list:
     """``n`` places side by side for ``st.metric``: one horizontal container, not ``st.columns(n)``.
 
@@ -92,15 +95,19 @@ def png_later(build, *args, filename: str, key: str, label: str = "Download PNG"
 
 
 def exports(key: str, filename: str, png=None, arrays=None, code: str = "", label: str = "Download PNG") -> None:
-    """Take a view with you: its PNG, and a "Data & code" popover with the numbers behind it as .npz
-    and the Python code that recomputes them with vit_core.
+    """Take a view with you: one "Download" popover with its PNG, the numbers behind it as .npz and
+    the Python code that recomputes them with vit_core.
 
-    Everything is deferred: the PNG is drawn and encoded and the arrays gathered and compressed
-    only when a button is clicked (which does not rerun the page), so a rerun costs nothing but
-    these few elements, whatever the arrays' size.
+    Everything is deferred: the popover's content is drawn only while it is open (a rerun when a
+    student opens it), and the PNG is drawn and encoded and the arrays gathered and compressed only
+    when a button in it is clicked (which does not rerun the page). Closed, a view's exports are one
+    element: a page has up to six of them, and a class runs every page without opening one (the
+    PNG button and its row beside the popover were two more elements, a widget among them, on
+    every run of every student: BENCHMARKS "Lecture hall").
 
     Args:
-        key: the PNG button's widget key; the .npz button's is ``key + "_npz"``.
+        key: the PNG button's widget key; the .npz button's is ``key + "_npz"``, the popover's
+            ``key + "_dc"``.
         filename: the downloads' name without extension (``.png`` and ``.npz`` are added).
         png: an (H, W, 3) uint8 array, a ``(build, *args)`` tuple drawn on click, or None (no PNG).
         arrays: a callable returning ``{name: array}`` (called on click), or such a dict.
@@ -108,18 +115,15 @@ def exports(key: str, filename: str, png=None, arrays=None, code: str = "", labe
             (called only while the popover is open).
         label: the PNG button's label.
     """
-    row = st.container(horizontal=True, gap="small")
-    with row:
+    pop = st.popover(EXPORTS_LABEL, icon=":material/download:", key=f"{key}_dc", on_change="rerun",
+                     help="This picture as PNG, the numbers behind it (.npz) and the code that recomputes them")
+    if not pop.open:
+        return
+    with pop:
         if isinstance(png, tuple):
             png_later(*png, filename=f"{filename}.png", key=key, label=label)
         elif png is not None:
             png_button(png, f"{filename}.png", key=key, label=label)
-        # Drawn only while open (a rerun when a student opens it): a page has up to five of these,
-        # and a class reruns every page many times without opening one.
-        pop = st.popover("Data & code", icon=":material/code:", key=f"{key}_dc", on_change="rerun")
-    if not pop.open:
-        return
-    with pop:
         gather = arrays if callable(arrays) else lambda: arrays or {}
         st.download_button("Numbers (.npz)", lambda: export.to_npz(**gather()), file_name=f"{filename}.npz",
                            mime="application/octet-stream", key=f"{key}_npz", on_click="ignore")

@@ -1,5 +1,5 @@
-"""AppTest runs of "Take it with you": every picture of the explainer pages has, beside its PNG, a
-"Data & code" popover with the numbers behind it as .npz and a script. The .npz is the page's own
+"""AppTest runs of "Take it with you": every picture of the explainer pages has a "Download" popover
+with its PNG, the numbers behind it as .npz and a script. The .npz is the page's own
 (its deferred download called as a click would), and the script, run as printed from the project
 root, must recompute exactly those numbers."""
 from __future__ import annotations
@@ -40,14 +40,17 @@ def deferred(monkeypatch) -> dict:
 
 
 def takeaways(at: AppTest, deferred: dict) -> list[tuple[str, dict, str]]:
-    """(file name, arrays, code) of every "Data & code" popover, opened, its .npz fetched as a click would."""
+    """(file name, arrays, code) of every "Download" popover, opened, its .npz fetched as a click would."""
     out = []
     for pop in data_and_code(open_all(at)):
         kids = list(pop.children.values())
-        button = next(k for k in kids if k.type == "download_button")
+        buttons = [k for k in kids if k.type == "download_button"]
+        button = next(k for k in buttons if k.proto.label == "Numbers (.npz)")
         code = next((k.value for k in kids if k.type == "code"), "")
         name, make = deferred[button.proto.deferred_file_id]
-        assert name.endswith(".npz") and button.proto.label == "Numbers (.npz)"
+        assert name.endswith(".npz")
+        # the picture's PNG, where the view has one, sits in the same popover under the same name
+        assert [deferred[b.proto.deferred_file_id][0] for b in buttons if b is not button] in ([], [name[:-4] + ".png"])
         with np.load(io.BytesIO(make())) as npz:  # allow_pickle=False: plain arrays only
             out.append((name, {k: npz[k] for k in npz.files}, code))
     return out

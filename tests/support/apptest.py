@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages._ui import cache
 from pages._ui.site import SAMPLES
+from pages._ui.widgets import EXPORTS_LABEL
 from vit_core.io import images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,13 +55,13 @@ def square_png(color) -> bytes:
 
 def _popovers(node):
     for child in getattr(node, "children", {}).values():
-        if getattr(child, "type", "") == "popover" and child.proto.popover.label == "Data & code":
+        if getattr(child, "type", "") == "popover" and child.proto.popover.label == EXPORTS_LABEL:
             yield child
         yield from _popovers(child)
 
 
 def open_all(at: AppTest) -> AppTest:
-    """Opens every "Data & code" popover, as a student's click does (they draw only while open)."""
+    """Opens every "Download" popover (widgets.exports), as a student's click does (they draw only while open)."""
     pops = data_and_code(at)
     assert pops and all(not p.proto.popover.open and not p.children for p in pops)  # closed: empty
     for pop in pops:
@@ -69,5 +70,5 @@ def open_all(at: AppTest) -> AppTest:
 
 
 def data_and_code(at: AppTest) -> list:
-    """Every "Data & code" popover of the page (``widgets.exports``), wherever it is nested."""
+    """Every "Download" popover of the page (``widgets.exports``), wherever it is nested."""
     return list(_popovers(at._tree))
