@@ -103,7 +103,7 @@ def test_click_a_patch_then_download(page):
     page.get_by_text(re.compile(r"patch 17 \(row 2, col 4\)|patch 17")).first.wait_for(timeout=30_000)
     _no_exception(page)
     page.screenshot(path=str(SHOTS / "attention-clicked.png"), full_page=False)
-    page.locator(".st-key-att_dl_mosaic_dc button").first.click()  # the mosaic's popover: its PNG draws once open
+    page.locator(".st-key-att_dl_mosaic_dc button:visible").first.click()  # the mosaic's popover: its PNG draws once open
     png = page.get_by_role("button", name="Download PNG")
     png.first.wait_for(timeout=30_000)
     with page.expect_download(timeout=60_000) as dl:
