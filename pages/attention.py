@@ -60,7 +60,8 @@ else:
         width = style.fit_width(mos.shape[1], mos.shape[0], style.FOLD_PX - 50, max_width=640)
     else:
         box.subheader(title)
-    box.image(shown, width=width, output_format="JPEG")
+    box.image(cache.picture_url("att_mosaic", (ctx.spec, ctx.sha, cmap, float(alpha), tile), shown), width=width,
+              output_format="JPEG")
     box.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
                 "scaled to its own range, so compare shapes, not brightness, between tiles.")
     with box:
@@ -91,7 +92,7 @@ def one_query() -> None:
                         on_select=lambda: figures.store_pick(st.session_state, "att_pick", "att_q", T - n, n))
     with right:
         qimg = recipes.query_attention(a, layer, head, query, *look)
-        st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg.png), width="stretch",
+        st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg.png, url=True), width="stretch",
                  output_format="JPEG")
         rows = a.attn[layer, :, query].astype("float32")  # (h, T), from the stored float16
         row = rows.mean(0) if head == "mean" else rows[int(head) - 1]
@@ -119,7 +120,8 @@ def one_query() -> None:
     strip_tile = max(48, min(120, 900 // h))
     strip = cache.encoded("att_strip", view + (layer, query, strip_tile) + look, views.query_strip, a, layer, query,
                           *look, strip_tile)
-    st.image(strip, width=int(min(1400, 1.5 * figures.image_size(strip)[0])), output_format="JPEG",
+    st.image(cache.picture_url("att_strip", view + (layer, query, strip_tile) + look, strip),
+             width=int(min(1400, 1.5 * figures.image_size(strip)[0])), output_format="JPEG",
              caption=f"The same query in every head of layer {layer + 1}.")
 
 
@@ -150,12 +152,12 @@ def rollout_view() -> None:
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Raw [CLS] attention**, layer {upto} alone ({fusion} of heads)")
-        st.image(cache.encoded("att_raw", view + (upto, fusion) + look, *raw.png), width="stretch",
+        st.image(cache.encoded("att_raw", view + (upto, fusion) + look, *raw.png, url=True), width="stretch",
                  output_format="JPEG")
         take_away("att_dl_raw", f"raw-cls-L{upto}-{fusion}", raw, ctx)
     with g2:
         st.markdown(f"**Rollout** after layers 1–{upto} ({fusion} fusion, discard {discard:.0%})")
-        st.image(cache.encoded("att_roll", view + (upto, fusion, float(discard)) + look, *rolled.png),
+        st.image(cache.encoded("att_roll", view + (upto, fusion, float(discard)) + look, *rolled.png, url=True),
                  width="stretch", output_format="JPEG")
         take_away("att_dl_roll", f"rollout-L{upto}-{fusion}-d{discard:.2f}", rolled, ctx)
     st.markdown(f"After {upto} layer(s), [CLS] still holds **{roll[upto - 1][0, 0]:.1%}** of its own "

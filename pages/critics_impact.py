@@ -127,7 +127,7 @@ SCENE_TITLES = ("With its class stripes (as in training)", "The same scene, stri
 def _cell(spec: str, cls: int, scene: int, names: list[str], i: int, r, ov) -> None:
     """One model's reading of one scene: its rollout overlay and what it predicted."""
     # Encoded once per view and shared: st.image would re-encode a numpy array on every rerun.
-    st.image(cache.encoded("shortcut_rollout", (spec, cls, scene, i), lambda: ov, fmt="png"),
+    st.image(cache.encoded("shortcut_rollout", (spec, cls, scene, i), lambda: ov, fmt="png", url=True),
              caption="attention rollout (last layer, [CLS])", width=260, output_format="PNG")
     verdict = ":green[right]" if r.correct else ":red[wrong]"
     st.markdown(f"Prediction: **{names[r.top]}** (p = {r.top_p:.2f}), {verdict}. "
@@ -172,7 +172,7 @@ else:
     for col, r, title, i in zip(st.columns(2), scenes, SCENE_TITLES, range(2)):
         with col:
             st.markdown(f"**{title}**")
-            st.image(cache.encoded("shortcut_scene", (DEFAULT_SPEC, cls, scene, i), lambda r=r: r.image, fmt="png"),
+            st.image(cache.encoded("shortcut_scene", (DEFAULT_SPEC, cls, scene, i), lambda r=r: r.image, fmt="png", url=True),
                      caption="what the models see", width=260, output_format="PNG")
     for row_title, spec in models:
         st.markdown(f"##### {row_title}")

@@ -38,13 +38,13 @@ last = explain.patch_map(a, a.rollout[-1][0])
 
 def patch_picture(label: str) -> None:
     st.markdown(label)
-    st.image(cache.encoded("ov_grid", view, views.grid_view, a.image, P), width="stretch", output_format="JPEG")
+    st.image(cache.encoded("ov_grid", view, views.grid_view, a.image, P, url=True), width="stretch", output_format="JPEG")
     png_later(views.grid_view, a.image, P, filename="patch-grid.png", key="dl_grid")
 
 
 def rollout_picture(label: str) -> None:
     st.markdown(label)
-    st.image(cache.encoded("ov_rollout", view, figures.overlay, a.image, last), width="stretch",
+    st.image(cache.encoded("ov_rollout", view, figures.overlay, a.image, last, url=True), width="stretch",
              output_format="JPEG")
     png_later(figures.overlay, a.image, last, filename="rollout.png", key="dl_rollout")
 
@@ -116,7 +116,7 @@ if not PRESENT:  # (shown at the top in presentation mode)
     left, mid, right = st.columns([1, 1, 1])
     with left:
         st.markdown("**1. The model's view of your image**")
-        st.image(cache.encoded("ov_input", view, lambda: a.image, fmt="png"), width="stretch", output_format="PNG")
+        st.image(cache.encoded("ov_input", view, lambda: a.image, fmt="png", url=True), width="stretch", output_format="PNG")
     with mid:
         patch_picture(f"**2. Cut into {N} patches of {P}x{P}**")
     with right:

@@ -70,7 +70,7 @@ def follow_patch() -> None:
         planes = recipes.patch_planes(a, i, 150)
         st.markdown(f"**{patches.patch_label(i, gw).capitalize()}** (token {i + a.num_prefix_tokens} of the "
                     f"sequence) and its three colour planes, each {P} x {P} pixels:")
-        st.image(cache.encoded("emb_planes", view + (i,), *planes.png), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("emb_planes", view + (i,), *planes.png, url=True), width="stretch", output_format="JPEG")
         take_away("emb_dl_planes", f"patch-{i}-planes", planes, ctx)
     with left:
         picker = cache.chart("emb_pick", view + (i, fs), figures.patch_picker, a.image, a.grid, P, selected=i,
@@ -129,7 +129,7 @@ def follow_patch() -> None:
         "fine structure within each patch*: smooth blobs, edges and stripes, much like the first layer of a CNN.")
     pcs_png = cache.encoded("emb_pcs", (ctx.spec,), *pcs.png, fmt="png")
     # on a projector the whole mosaic fits on the screen under the control bar
-    st.image(pcs_png, width=style.fit_width(*figures.image_size(pcs_png), max_width=1100) if PRESENT else "stretch",
+    st.image(cache.picture_url("emb_pcs", (ctx.spec,), pcs_png), width=style.fit_width(*figures.image_size(pcs_png), max_width=1100) if PRESENT else "stretch",
              output_format="PNG")
     take_away("emb_dl_pcs", "filter-principal-components", pcs, ctx)
 

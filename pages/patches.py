@@ -38,7 +38,7 @@ READING = (f"Each patch gets a number in **reading order**: row by row, left to 
 
 def numbered_grid(width) -> None:
     """The grid with the first patches numbered and tinted, and its download."""
-    st.image(cache.encoded("patches_numbered", view, *numbered.png), width=width, output_format="JPEG")
+    st.image(cache.encoded("patches_numbered", view, *numbered.png, url=True), width=width, output_format="JPEG")
     take_away("patches_dl_grid", "numbered-patches", numbered, ctx)
 
 
@@ -61,12 +61,12 @@ with left:
             " (the cyan box is the part the model keeps)" if plan.crop_box is not None else "")
     st.markdown(f"**Your image**: {original.width} x {original.height} pixels{kept}")
     crop = recipes.preprocess(a, ctx.image_bytes, plan.crop_box, whole)
-    st.image(cache.encoded("patches_orig", view, *crop.png), width="stretch", output_format="JPEG")
+    st.image(cache.encoded("patches_orig", view, *crop.png, url=True), width="stretch", output_format="JPEG")
     take_away("patches_dl_orig", "original-with-crop", crop, ctx)
 with right:
     st.markdown(f"**What the model sees**: {W} x {H} pixels, cut into {gh} x {gw} patches")
     model_view = recipes.patch_grid(a, drawing.grid_overlay, P, 640)
-    st.image(cache.encoded("patches_view", view, *model_view.png), width="stretch", output_format="JPEG")
+    st.image(cache.encoded("patches_view", view, *model_view.png, url=True), width="stretch", output_format="JPEG")
     take_away("patches_dl_view", "model-view", model_view, ctx)
 
 rows = [f"| {i} | **{s.name}** | {s.text} |" for i, s in enumerate(plan.steps)]
@@ -97,7 +97,7 @@ else:
                        "will carry the answer." if prefix else
                        ". This model has no [CLS] token: it averages the patch tokens at the end."))
 seq = recipes.patch_grid(a, drawing.token_sequence, P, count, -(-(count + int(prefix > 0)) // 2), 80, prefix > 0)
-st.image(cache.encoded("patches_seq", view, *seq.png), width="stretch", output_format="JPEG")
+st.image(cache.encoded("patches_seq", view, *seq.png, url=True), width="stretch", output_format="JPEG")
 st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"
            + (", with [CLS] in front. " if prefix else ". ") +
            f"In total: T = {N} + {prefix} = **{T} tokens**.")
@@ -138,7 +138,7 @@ def what_if() -> None:
     left, right = st.columns([5, 6])
     with left:
         grid = recipes.patch_grid(a, drawing.grid_overlay, choice, 640)
-        st.image(cache.encoded("patches_whatif", view + (choice,), *grid.png), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("patches_whatif", view + (choice,), *grid.png, url=True), width="stretch", output_format="JPEG")
         st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
         take_away("patches_dl_whatif", f"grid-P{choice}", grid, ctx)
     with right:

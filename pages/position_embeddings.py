@@ -72,7 +72,7 @@ with left:
                          selected=i, height=430 if PRESENT else height, font_size=fs)
     cache.plotly_chart(picker, key="pos_pick", selection_mode="points", config=PLOTLY_CONFIG,
                     on_select=lambda: figures.store_pick(st.session_state, "pos_pick", KEY, N))
-    st.image(cache.encoded("pos_bar", (shared, width), views.similarity_bar, CMAP, shared, width, label, fmt="png"),
+    st.image(cache.encoded("pos_bar", (shared, width), views.similarity_bar, CMAP, shared, width, label, fmt="png", url=True),
              width="stretch", output_format="PNG")
     take_away("pos_dl_grid", "position-similarity-grid",
               recipes.position_similarity(mf, CMAP, shared, tile_px, i, label), ctx)

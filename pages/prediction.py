@@ -81,7 +81,7 @@ def relevance() -> None:
         with g0:
             roll = recipes.rollout(a, a.rollout, L, "mean", 0.0, cmap, 0.6)
             st.markdown("**Rollout** (the same for any class)")
-            st.image(cache.encoded("pred_roll", view + (cmap,), *roll.png), width="stretch", output_format="JPEG")
+            st.image(cache.encoded("pred_roll", view + (cmap,), *roll.png, url=True), width="stretch", output_format="JPEG")
             take_away("pred_dl_roll", "rollout", roll, ctx)
     rel_maps = {}
     ready = all(cache.has_relevance(ctx.spec, ctx.sha, int(c)) for c in (c1, c2))
@@ -103,7 +103,7 @@ def relevance() -> None:
                 continue
             img = recipes.relevance(a, rel_maps[tag], int(cls), cmap, 0.6)
             st.markdown(f"**{tag}: {name(cls)}** ({a.probs[cls]:.1%})")
-            st.image(cache.encoded("pred_rel", view + (int(cls), cmap), *img.png), width="stretch",
+            st.image(cache.encoded("pred_rel", view + (int(cls), cmap), *img.png, url=True), width="stretch",
                      output_format="JPEG")
             take_away(f"pred_dl_{tag}", f"relevance-{cls}", img, ctx)
     if len(rel_maps) == 2:

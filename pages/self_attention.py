@@ -108,14 +108,14 @@ def one_row() -> None:
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Scores** q·k/√d: {s.scores[n:].min():.2f} (dark) to {s.scores[n:].max():.2f} (bright)")
-        st.image(cache.encoded("sa_scores", row, *scores.png), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("sa_scores", row, *scores.png, url=True), width="stretch", output_format="JPEG")
         if n:
             st.markdown(f"Score of the **[CLS]** key: **{s.scores[0]:.2f}**"
                         + (f"; registers: {', '.join(f'{x:.2f}' for x in s.scores[1:n])}" if n > 1 else ""))
         take_away("sa_dl_scores", f"scores-L{layer + 1}-H{head + 1}-q{query}", scores, ctx)
     with g2:
         st.markdown(f"**Softmax weights**: up to {s.weights[n:].max():.1%} on one patch")
-        st.image(cache.encoded("sa_weights", row, *weights.png), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("sa_weights", row, *weights.png, url=True), width="stretch", output_format="JPEG")
         st.markdown(f"All patches together: **{s.weights[n:].sum():.1%}**"
                     + (f"; [CLS]: **{s.weights[0]:.1%}**" if n else ""))
         take_away("sa_dl_softmax", f"softmax-L{layer + 1}-H{head + 1}-q{query}", weights, ctx)

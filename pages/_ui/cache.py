@@ -274,15 +274,27 @@ def table(kind: str, key: tuple, build: Callable[[], object]) -> None:
 
 
 def encoded(kind: str, key: tuple, build: Callable[..., np.ndarray], *args, fmt: str = "jpeg",
-            width: int | None = None, **kwargs) -> bytes:
+            width: int | None = None, url: bool = False, **kwargs) -> bytes | str:
     """An image array from ``build``, encoded once per (kind, key) as JPEG (or PNG) bytes.
 
-    st.image re-encodes a numpy array on every run; bytes pass through untouched.
+    st.image re-encodes a numpy array on every run; bytes pass through untouched. With ``url``, the
+    bytes as a ``data:`` URL, also made once: st.image passes a URL through as it is, where bytes
+    go to Streamlit's media store on every run (hashed, registered, and then fetched by every
+    student's browser with a request of its own: BENCHMARKS "Lecture hall").
     """
     def make():
         img = build(*args, **kwargs)
         return figures.to_jpeg(img, width) if fmt == "jpeg" else figures.to_png(img)
-    return heavy.PICTURES.get((kind, key, fmt, width), make)
+    if not url:
+        return heavy.PICTURES.get((kind, key, fmt, width), make)
+    return heavy.PICTURES.get((kind, key, fmt, width, "url"), lambda: figures.data_url(
+        heavy.PICTURES.get((kind, key, fmt, width), make)))
+
+
+def picture_url(kind: str, key: tuple, data: bytes) -> str:
+    """JPEG or PNG bytes of the view ``key`` as a data URL for st.image, made once per view (see
+    ``encoded``)."""
+    return heavy.PICTURES.get((kind, key, "url"), lambda: figures.data_url(data))
 
 
 # --- training page -------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def nbytes(obj: Any) -> int:
     """Approximate memory held by a result: numpy arrays, tensors, bytes and dataclasses of them."""
     if isinstance(obj, np.ndarray):
         return obj.nbytes
-    if isinstance(obj, (bytes, bytearray)):
+    if isinstance(obj, (bytes, bytearray, str)):  # str: data URLs, ASCII
         return len(obj)
     if hasattr(obj, "element_size") and hasattr(obj, "nelement"):  # a torch tensor
         return obj.element_size() * obj.nelement()

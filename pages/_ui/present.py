@@ -308,16 +308,16 @@ def _is_local(url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
 
 
-@st.fragment
 def share_box(page, large: bool = False) -> None:
     """A "Share this view" popover: the link to this exact view (page, image, model, widget values)
     and its QR code.
 
-    The popover's content is drawn only while it is open (``on_change="rerun"`` reruns just this
-    fragment): a class of 100 runs every page many times and almost never opens it, and the QR
-    image, the link and the address box cost a media file and four elements per run otherwise.
-    Being a fragment, its refresh button also catches up with widgets in other fragments, which
-    change the URL without a full rerun.
+    The popover's content is drawn only while it is open (``on_change="rerun"``): a class of 100 runs
+    every page many times and almost never opens it, and the QR image, the link and the address box
+    cost a media file and four elements per run otherwise. Opening it, or its refresh button, reruns
+    the page, which also catches up with widgets in fragments that changed the URL since. Not a
+    fragment itself: a fragment costs Streamlit ~0.4 ms on every run (it snapshots the page's
+    cursors), on every page of every student, for a box the lecturer opens a few times a lecture.
     """
     pop = st.popover("QR" if large else "Share this view", icon=":material/qr_code_2:", width="stretch",
                      key=f"_share_open_{int(large)}", on_change="rerun",

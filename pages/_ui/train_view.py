@@ -135,12 +135,12 @@ def watch_it_learn(job: runs.Job) -> None:
     # Encoded once per snapshot and shared by every watcher: a tick only sends the bytes again.
     key = (job.id, job.created, lg.name, step)
     with left:
-        st.image(cache.encoded("train_rollout", key, _rollout_strip, snap, fmt="png"), width="stretch",
+        st.image(cache.encoded("train_rollout", key, _rollout_strip, snap, fmt="png", url=True), width="stretch",
                  caption=f"Attention rollout on a fixed validation image at step {step}"
                          + (f" (validation accuracy {acc:.0%})" if acc is not None else "")
                          + ": where [CLS] gathers information from.")
     with right:
-        st.image(cache.encoded("train_pos", key, _pos_mosaic, snap, fmt="png"), width="stretch",
+        st.image(cache.encoded("train_pos", key, _pos_mosaic, snap, fmt="png", url=True), width="stretch",
                  caption="Position embeddings: tile i shows how similar position i is to every other position "
                          "(red = similar). They start as noise; training can discover rows, columns and "
                          "neighbourhoods (paper Fig. 7, centre).")

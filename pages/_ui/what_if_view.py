@@ -61,12 +61,12 @@ class View:
         self._keys[id(r)] = key  # this run's pictures of r are cached under the change that made it
         return r
 
-    def picture(self, kind: str, r, build, *args) -> bytes:
-        """``build(*args)`` as JPEG bytes, drawn once per (model, image, change of ``r``) and shared:
-        st.image would encode the array again on every run of every student."""
-        return cache.encoded(kind, (self.ctx.spec, self.ctx.sha) + self._keys[id(r)], build, *args)
+    def picture(self, kind: str, r, build, *args) -> str:
+        """``build(*args)`` as a JPEG data URL for st.image, drawn once per (model, image, change of
+        ``r``) and shared: st.image would encode the array again on every run of every student."""
+        return cache.encoded(kind, (self.ctx.spec, self.ctx.sha) + self._keys[id(r)], build, *args, url=True)
 
-    def rollout_picture(self, r) -> bytes:
+    def rollout_picture(self, r) -> str:
         return self.picture("wi_roll", r, self.with_rollout, r)
 
     @property

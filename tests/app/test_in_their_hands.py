@@ -127,6 +127,25 @@ def test_the_query_map_follows_the_query():
     assert _image_urls(at) == before  # the same view: the same picture
 
 
+def test_pictures_travel_as_data_urls_of_the_shared_bytes():
+    """Each picture is its cached JPEG/PNG inside the message, not a media file that every student's
+    browser fetches again (cache.encoded(url=True), cache.picture_url)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    for page in ("attention", "patches", "overview"):
+        urls = _image_urls(run(page))
+        assert urls, page
+        for url in urls:
+            head, _, body = url.partition(",")
+            assert head in ("data:image/jpeg;base64", "data:image/png;base64"), (page, url[:40])
+            img = Image.open(BytesIO(base64.b64decode(body)))
+            assert img.format == head.split("/")[1].split(";")[0].upper() and min(img.size) >= 16, page
+    # the same view twice: one encoding, the very same string
+    assert _image_urls(run("attention")) == _image_urls(run("attention"))
+
+
 def test_the_page_says_when_the_map_barely_depends_on_the_query():
     at = run("attention")
     a, _ = shown(at)

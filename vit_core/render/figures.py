@@ -53,6 +53,12 @@ def image_size(data: bytes) -> tuple[int, int]:
         return im.size
 
 
+def data_url(data: bytes) -> str:
+    """A ``data:`` URL of encoded JPEG or PNG bytes (told apart by their signature)."""
+    mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
 def data_uri(img: np.ndarray | bytes) -> str:
     """A JPEG data URI of an (H, W, 3) uint8 image (or of JPEG bytes), for ``go.Image(source=...)``.
 
