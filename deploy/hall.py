@@ -8,6 +8,7 @@ queues behind it (a 100-student class opening a fresh server: first page p95 6.8
 and a load balancer's health check, answer only once it is warm.
 """
 import asyncio
+import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,10 +21,17 @@ if str(ROOT) not in sys.path:  # `streamlit run deploy/hall.py` puts deploy/ on 
 
 
 @asynccontextmanager
-async def lifespan(_app):
+async def lifespan(app):
+    from deploy import warm_walk
     from pages._ui import warmup
+    from pages._ui.site import sample_names
 
     print(await asyncio.to_thread(warmup.prepare_server), flush=True)
+    if os.environ.get("VIT_WARM_WALK", "1") != "0":
+        # Every page once for the default view and for each gallery sample (the lecture's QR code
+        # is one of them): each page builds its figures and pictures once per process.
+        queries = [{}] + [{"sample": name} for name in sample_names()]
+        print(await warm_walk.rehearse(app, queries), flush=True)
     yield
 
 

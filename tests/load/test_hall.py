@@ -2,7 +2,8 @@
 
 A plain fresh server does its start-up work (torch, the model, the gallery's analyses) in the first
 session, while the rest of a class waits behind it. The hall's entry point does it before uvicorn
-binds the port, so the first health check that answers already finds the caches full.
+binds the port, and then walks every page once per deep link on a private port (deploy/warm_walk.py),
+so the first health check that answers already finds the caches full.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 
 from tests.support.classroom import classroom
 from tests.support.browser import app_server
+from pages._ui import site
 from pages._ui.site import sample_names
 
 
@@ -22,6 +24,11 @@ def test_the_hall_server_answers_only_once_warm_and_serves_the_app(tmp_path):
         modules, analyses = int(m[1]), int(m[2])
         assert modules >= 20  # streamlit, vit_core's layers, the pages' helpers
         assert analyses >= len(sample_names())  # the gallery on the default model, before any visitor
+        # every page once per deep link (the default and each sample), through the app's own protocol
+        m = re.search(r"rehearsed (\d+) page runs \((\d+) deep links\) in [\d.]+ s, (\d+) exceptions(.*)", said)
+        assert m, said[-2000:]
+        assert int(m[2]) == len(sample_names()) + 1 and int(m[1]) == int(m[2]) * len(site.PAGES)
+        assert (int(m[3]), m[4].strip()) == (0, ""), m[0]
         r = classroom(tmp_path, "--url", base, "--students", "3", "--scenario", "walk", "--ramp", "0",
                       "--query", f"sample={sample_names()[-1]}", "--max-pages", "3", "--timeout", "120")  # the opening page + 3
     assert (r["finished"], r["failed_sessions"], r["exceptions"], r["errors"]) == (3, 0, 0, 0), r["exception_texts"]
