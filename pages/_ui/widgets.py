@@ -115,8 +115,9 @@ def exports(key: str, filename: str, png=None, arrays=None, code: str = "", labe
             (called only while the popover is open).
         label: the PNG button's label.
     """
+    what = "This picture as PNG, the numbers" if png is not None else "The numbers"
     pop = st.popover(EXPORTS_LABEL, icon=":material/download:", key=f"{key}_dc", on_change="rerun",
-                     help="This picture as PNG, the numbers behind it (.npz) and the code that recomputes them")
+                     help=f"{what} behind it (.npz) and the code that recomputes them")
     if not pop.open:
         return
     with pop:
