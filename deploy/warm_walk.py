@@ -13,9 +13,10 @@ Standard library, ``websockets`` (Streamlit's own dependency) and ``streamlit.pr
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from http.cookies import SimpleCookie
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -32,6 +33,8 @@ def _health(base: str, deadline: float) -> str:
                 for header in reply.headers.get_all("Set-Cookie") or []:
                     jar.load(header)
                 return jar["_streamlit_xsrf"].value if "_streamlit_xsrf" in jar else ""
+        except urllib.error.HTTPError:
+            raise  # the server answers, but not here (another base path): waiting will not help
         except OSError:
             if time.monotonic() > deadline:
                 raise
@@ -74,7 +77,8 @@ def walk(base: str, query: dict, timeout: float = 300) -> tuple[int, int, float]
     xsrf = _health(base, start + timeout)
     qs = urlencode(query)
     headers = {"Cookie": f"_streamlit_xsrf={xsrf}"} if xsrf else {}
-    with connect("ws" + base[len("http"):] + "/_stcore/stream", origin=base, max_size=None, open_timeout=30,
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+    with connect("ws" + base[len("http"):] + "/_stcore/stream", origin=origin, max_size=None, open_timeout=30,
                  subprotocols=["streamlit", xsrf or "PLACEHOLDER_AUTH_TOKEN"], additional_headers=headers,
                  proxy=None) as ws:
         pages, exceptions = _run(ws, qs)
@@ -99,7 +103,10 @@ async def rehearse(app, queries: list[dict]) -> str:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    from streamlit import config
+
+    path = (config.get_option("server.baseUrlPath") or "").strip("/")
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}" + (f"/{path}" if path else "")
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     start, walked, exceptions, failed = time.monotonic(), 0, 0, []
