@@ -18,6 +18,7 @@ import urllib.request
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
+from streamlit import config
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -41,13 +42,12 @@ def _health(base: str, deadline: float) -> str:
             time.sleep(0.2)
 
 
-def _run(ws, query: str, page_hash: str = "", page_name: str = "", timeout: float = 120) -> tuple[list, int]:
+def _run(ws, query: str, page_hash: str = "", timeout: float = 120) -> tuple[list, int]:
     """One rerun; returns the pages the server announced in it (navigation / new_session) and the
     number of exception elements it drew."""
     msg = BackMsg()
     msg.rerun_script.query_string = query
     msg.rerun_script.page_script_hash = page_hash
-    msg.rerun_script.page_name = page_name
     ws.send(msg.SerializeToString())
     pages: list = []
     exceptions = 0
@@ -103,8 +103,6 @@ async def rehearse(app, queries: list[dict]) -> str:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    from streamlit import config
-
     path = (config.get_option("server.baseUrlPath") or "").strip("/")
     base = f"http://127.0.0.1:{sock.getsockname()[1]}" + (f"/{path}" if path else "")
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
