@@ -69,10 +69,10 @@ def check() -> None:
     k1, _, k2 = st.columns([5, 1, 5], gap="large")
     layer = k1.slider(f"Layer (1 to {L})", 1, L, L, key="app_layer", bind="query-params") - 1
     head = k2.slider(f"Head (1 to {h})", 1, h, 1, key="app_head", bind="query-params") - 1
-    qkv = cache.layer_qkv(ctx.spec, ctx.sha, layer, a)  # not kept in the analysis: recomputed, shared
-    # float64 NumPy on a T x T matrix (~20 ms on ViT-B): once per view, shared, not on every rerun
-    sm = cache.derived("app_softmax", (ctx.spec, ctx.sha, layer, head), attention_views.head_softmax, a, qkv,
-                       layer, head, cache.layer_attention(ctx.spec, ctx.sha, layer, a))
+    # float64 NumPy on a T x T matrix (~20 ms on ViT-B) from the layer's q, k and attention (not kept in
+    # the analysis: recomputed, shared): once per view, not on every rerun
+    sm = cache.derived("app_softmax", (ctx.spec, ctx.sha, layer, head), lambda: attention_views.head_softmax(
+        a, cache.layer_qkv(ctx.spec, ctx.sha, layer, a), layer, head, cache.layer_attention(ctx.spec, ctx.sha, layer, a)))
     fs = font_size()
     left, right = st.columns([3, 2])
     with left:
