@@ -225,6 +225,11 @@ def chart(kind: str, key: tuple, build: Callable[..., go.Figure], *args, **kwarg
     def make() -> go.Figure:
         fig = build(*args, **kwargs)
         fig._vit_key = (kind, key)  # lets plotly_chart replay it (underscore: plotly allows the attribute)
+        # st.plotly_chart starts with fig.to_dict(), a deep copy of the whole figure, on every run of a
+        # chart it cannot replay (the click-to-pick charts are widgets): ~1 ms for a picker, five in a
+        # walk. The figure never changes once built, so its dict is made once and handed out after.
+        spec = fig.to_dict()
+        fig.to_dict = lambda: spec
         return fig
     return heavy.FIGURES.get((kind, key), make)
 

@@ -62,6 +62,40 @@ def test_widget_charts_take_the_ordinary_path():
     assert calls and calls[0]["on_select"] == "rerun"
 
 
+
+def _picker_page():
+    import numpy as np
+    import streamlit as st
+
+    from pages._ui import cache
+    from vit_core.render import figures
+
+    sel = int(st.query_params.get("sel", 5))
+    img = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+    fig = cache.chart("picker_test", (sel,), figures.patch_picker, img, (2, 2), 16, sel, height=300)
+    cache.plotly_chart(fig, key="pick", selection_mode="points", on_select="rerun")
+
+
+def test_a_shared_widget_chart_sends_what_plotly_would_and_is_not_copied_per_run():
+    """Widget charts take st.plotly_chart's own path, which starts with fig.to_dict(): a shared
+    figure hands out one dict made when it was built, equal to what plotly makes of it."""
+    import numpy as np
+
+    from pages._ui import cache
+    from vit_core.render import figures
+
+    at = AppTest.from_function(_picker_page, default_timeout=60).run()
+    assert not at.exception
+    img = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+    fresh = figures.patch_picker(img, (2, 2), 16, 5, height=300)
+    assert _spec(at) == json.loads(plotly.io.to_json(fresh, validate=False))  # the same chart as unshared
+    shared = cache.chart("picker_test", (5,), None)
+    assert shared.to_dict() is shared.to_dict()
+    assert shared.to_dict() == fresh.to_dict()
+    at.query_params["sel"] = 2
+    at.run()
+    assert _spec(at)["layout"]["shapes"][0]["x0"] == 0 and _spec(at)["layout"]["shapes"][0]["y0"] == 16
+
 def _table_page():
     import pandas as pd
     import streamlit as st

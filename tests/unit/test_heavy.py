@@ -281,8 +281,14 @@ def test_the_heap_is_not_frozen_from_inside_a_page_run(monkeypatch):
 
     from pages._ui import warmup
 
-    before = gc.get_freeze_count()
-    monkeypatch.setattr(sr, "get_script_run_ctx", lambda *a, **k: object())  # a page run is going on
-    assert warmup.freeze_heap() is False and gc.get_freeze_count() == before
-    monkeypatch.setattr(sr, "get_script_run_ctx", lambda *a, **k: None)  # a start-up hook: no session
-    assert warmup.freeze_heap() is True
+    before, threshold = gc.get_freeze_count(), gc.get_threshold()
+    try:
+        gc.set_threshold(700, *threshold[1:])
+        monkeypatch.setattr(sr, "get_script_run_ctx", lambda *a, **k: object())  # a page run is going on
+        assert warmup.freeze_heap() is False and gc.get_freeze_count() == before
+        assert gc.get_threshold()[0] == 700  # nor is the collector retuned from a session
+        monkeypatch.setattr(sr, "get_script_run_ctx", lambda *a, **k: None)  # a start-up hook: no session
+        assert warmup.freeze_heap() is True
+        assert gc.get_threshold() == (warmup.YOUNG_GC_THRESHOLD, *threshold[1:])
+    finally:
+        gc.set_threshold(*threshold)
