@@ -8,7 +8,11 @@ annotation must be at least the body size (~23.5 px there) and dark, as read fro
 """
 from __future__ import annotations
 
+import base64
+import io
 import json
+
+import PIL.Image
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -116,6 +120,11 @@ def test_position_charts_follow_the_position_and_the_scale():
         assert moved[key] != first[key], key
     assert moved["pos_dist"] == first["pos_dist"]  # does not depend on the position
     assert "Position 7" in moved["pos_big"]["layout"]["title"]["text"]
+    # The picker's mosaic of flat tiles travels as a lossless PNG, a real one of the mosaic's size.
+    src = moved["pos_pick"]["data"][0]["source"]
+    assert src.startswith("data:image/png;base64,")
+    with PIL.Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+        assert im.format == "PNG" and im.width > 400
     rerun(at.radio(key="pos_scale").set_value("each tile its own"))
     own = charts(at)
     assert own["pos_big"]["data"][0]["zmin"] != -1 and own["pos_pick"] != moved["pos_pick"]

@@ -7,6 +7,7 @@ update_* chains. The picture helpers of ``views`` must agree with ``drawing``.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -205,6 +206,9 @@ def test_image_helpers():
     jpeg = figures.to_jpeg(IMAGE)
     assert figures.image_size(jpeg) == (64, 64)
     assert figures.data_uri(jpeg) == figures.data_uri(IMAGE)
+    png = figures.to_png(IMAGE)
+    assert figures.data_uri(png).startswith("data:image/png;base64,")  # a PNG stays a PNG, lossless
+    assert base64.b64decode(figures.data_uri(png).split(",", 1)[1]) == png
     assert figures.clip_limit(np.zeros((3, 3))) == 1.0
     assert figures.clip_limit(np.arange(-100.0, 101.0), 50) == pytest.approx(50)
 
