@@ -5,7 +5,7 @@ sections, and the helpers every section shares, are in pages/_ui/what_if_view.py
 import numpy as np
 import streamlit as st
 
-from pages._ui import what_if_cache
+from pages._ui import cache, what_if_cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
@@ -131,8 +131,9 @@ def shuffle_section() -> None:
         r, img = what_if_cache.wi_shuffle(ctx.spec, ctx.sha, pos, int(seed), ctx.image_bytes)
     left, right = st.columns(2)
     with left:
-        shown = figures.upscale_to(img)
-        st.image(shown, width="stretch", caption=f"The {N} patches shuffled (seed {int(seed)})")
+        # encoded once per (image, shuffle) and shared: an array would be encoded again on every run
+        st.image(cache.encoded("wi_shuffled", (ctx.spec, ctx.sha, pos, int(seed)), figures.upscale_to, img, url=True),
+                 width="stretch", caption=f"The {N} patches shuffled (seed {int(seed)})")
     with right:
         same = r.patch_diff < 1e-4
         box = st.success if (same != (pos == "learned")) else st.warning
@@ -148,7 +149,7 @@ def shuffle_section() -> None:
         exports("shuffle", {"perm": r.perm, "probs_original": r.probs_original, "probs_shuffled": r.probs_shuffled,
                             "patch_diff": r.patch_diff, "cls_diff": r.cls_diff},
                 f"r = iv.shuffle_check(model, x, pos={pos!r}, seed={int(seed)})\nprint(r.patch_diff, r.cls_diff)",
-                shown)
+                (figures.upscale_to, img))
     page_link("pages/position_embeddings.py", "3 · Position embeddings: what they learned")
 
 

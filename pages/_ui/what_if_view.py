@@ -154,9 +154,10 @@ def truth_section(v: View) -> None:
                           bind="query-params")
     with st.spinner(f"Re-initialising a copy of the model step by step ({v.L + 2} steps)…"):
         rc = what_if_cache.wi_randomization(v.ctx.spec, v.ctx.sha, method, 0, v.ctx.image_bytes)
-    strip = wf.randomization_strip(v.a.image, rc.maps, rc.steps, rc.correlations)
-    st.image(strip, width="stretch", caption="The map after each step (everything up to it re-initialised) and its "
-                                             "Spearman rank correlation with the original map.")
+    strip = (wf.randomization_strip, v.a.image, rc.maps, rc.steps, rc.correlations)  # drawn once per map, shared
+    st.image(cache.encoded("wi_rand_strip", (v.ctx.spec, v.ctx.sha, method), *strip, url=True), width="stretch",
+             caption="The map after each step (everything up to it re-initialised) and its "
+                     "Spearman rank correlation with the original map.")
     cache.plotly_chart(v.chart("wi_corr", (method,), wf.correlation_chart, rc.steps, rc.correlations, method,
                             NAMES[method]), key="wi_rand_corr", config=PLOTLY_CONFIG)
     v.exports("randomisation", {"maps": rc.maps, "correlations": rc.correlations, "steps": np.array(rc.steps)},
@@ -201,26 +202,29 @@ def patch_section(v: View) -> None:
         v.exports("patch-trajectory", {"norm": pv.norm_trajectory, "cos_cls": pv.cls_similarity,
                                        "cos_embedding": pv.self_similarity},
                   code + "print(v.norm_trajectory, v.cls_similarity, v.self_similarity)")
+    # Each picture is drawn and encoded once per (image, patch, layer, head) and shared; its PNG only on a click.
     views = [
         ("looks", "Where it looks" + (f" ({pv.looks_at_prefix[0]:.1%} on [CLS])" if n else ""),
-         figures.overlay(v.big, pv.looks_at, "inferno", 0.6), {"looks_at": pv.looks_at}),
+         lambda: figures.overlay(v.big, pv.looks_at, "inferno", 0.6), {"looks_at": pv.looks_at}),
         ("looked", "Who looks at it" + (f" ([CLS]: {pv.looked_at_by_prefix[0]:.1%})" if n else ""),
-         figures.overlay(v.big, pv.looked_at_by, "inferno", 0.6), {"looked_at_by": pv.looked_at_by}),
+         lambda: figures.overlay(v.big, pv.looked_at_by, "inferno", 0.6), {"looked_at_by": pv.looked_at_by}),
         ("similar", "Cosine similarity of its token (blue -1, red +1)",
-         figures.colorize_fixed(pv.similarity, "RdBu_r", -1, 1, scale=max(1, 448 // max(gh, gw))),
+         lambda: figures.colorize_fixed(pv.similarity, "RdBu_r", -1, 1, scale=max(1, 448 // max(gh, gw))),
          {"similarity": pv.similarity}),
         ("norms", f"Token norms after block {layer}: {len(pv.outliers)} high-norm outliers (≥ "
-                  f"{patch_life.OUTLIER_FACTOR:g}x the median) outlined", wf.norm_map(pv.norms, pv.outliers),
+                  f"{patch_life.OUTLIER_FACTOR:g}x the median) outlined", lambda: wf.norm_map(pv.norms, pv.outliers),
          {"norms": pv.norms, "outliers": pv.outliers}),
         ("pca", "First 3 principal components of the patch tokens as RGB ("
-         + ", ".join(f"{x:.0%}" for x in pv.pca_var) + " of the variance)", wf.rgb_grid(pv.pca), {"pca": pv.pca}),
+         + ", ".join(f"{x:.0%}" for x in pv.pca_var) + " of the variance)", lambda: wf.rgb_grid(pv.pca),
+         {"pca": pv.pca}),
     ]
     cols = st.columns(3)
-    for i, (key, title, img, arrays) in enumerate(views):
+    for i, (key, title, draw, arrays) in enumerate(views):
         with cols[i % 3]:
             st.markdown(f"**{title}**")
-            st.image(img, width="stretch")
-            v.exports(f"patch-{key}", arrays, code + f"print(v.{next(iter(arrays))})", img)
+            st.image(cache.encoded(f"wi_follow_{key}", (v.ctx.spec, v.ctx.sha, patch, layer, head), draw, url=True),
+                     width="stretch")
+            v.exports(f"patch-{key}", arrays, code + f"print(v.{next(iter(arrays))})", (draw,))
     if v.C:
         with cols[2]:
             lens_c, lens_p = what_if_cache.wi_patch_lens(v.ctx.spec, v.ctx.sha, a)  # (L, T, 5) each

@@ -220,3 +220,24 @@ def test_presentation_mode_enlarges_every_chart():
         sizes = [lay["font"]["size"]] + [ax["tickfont"]["size"] for name, ax in lay.items()
                                          if name.startswith(("xaxis", "yaxis")) and "tickfont" in ax]
         assert min(sizes) >= 24, (key, sizes)
+
+
+def test_the_experiments_pictures_are_encoded_once_and_follow_the_view():
+    """The Shuffle, Follow one patch and randomisation pictures travel as data URLs made once per
+    view and shared (an array given to st.image is encoded again on every run of every student)."""
+    def urls(at):
+        return [i.url for img in at.get("image") for i in img.proto.imgs]
+
+    views = [dict(wi_tab="Shuffle", wi_shuf_seed="3"),
+             dict(wi_tab="Follow one patch", wi_follow="true", wi_patch="20", wi_layer="2"),
+             dict(wi_tab="Do the maps tell the truth?", wi_truth="true", wi_steps="2")]
+    for q in views:
+        first = urls(run("what_if", **q))
+        assert first and all(u.startswith(("data:image/jpeg;base64,", "data:image/png;base64,")) for u in first), q
+        assert urls(run("what_if", **q)) == first, q  # a second session: the very same strings
+    moved = urls(run("what_if", wi_tab="Shuffle", wi_shuf_seed="4"))
+    assert moved != urls(run("what_if", **views[0]))  # another shuffle, another picture
+    follow = urls(run("what_if", **views[1]))
+    assert len(follow) == 5 and len(set(follow)) == 5  # five different views of the patch
+    other = urls(run("what_if", **{**views[1], "wi_patch": "21"}))
+    assert other[0] != follow[0]  # where the next patch looks
