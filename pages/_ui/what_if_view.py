@@ -153,9 +153,10 @@ def truth_section(v: View) -> None:
     method = st.selectbox("Map", faithfulness.METHODS, index=2, format_func=NAMES.get, key="wi_rand_method",
                           bind="query-params")
     with st.spinner(f"Re-initialising a copy of the model step by step ({v.L + 2} steps)…"):
-        rc = what_if_cache.wi_randomization(v.ctx.spec, v.ctx.sha, method, 0, v.ctx.image_bytes)
+        seed = 0
+        rc = what_if_cache.wi_randomization(v.ctx.spec, v.ctx.sha, method, seed, v.ctx.image_bytes)
     strip = (wf.randomization_strip, v.a.image, rc.maps, rc.steps, rc.correlations)  # drawn once per map, shared
-    st.image(cache.encoded("wi_rand_strip", (v.ctx.spec, v.ctx.sha, method), *strip, url=True), width="stretch",
+    st.image(cache.encoded("wi_rand_strip", (v.ctx.spec, v.ctx.sha, method, seed), *strip, url=True), width="stretch",
              caption="The map after each step (everything up to it re-initialised) and its "
                      "Spearman rank correlation with the original map.")
     cache.plotly_chart(v.chart("wi_corr", (method,), wf.correlation_chart, rc.steps, rc.correlations, method,
