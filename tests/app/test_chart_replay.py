@@ -62,7 +62,6 @@ def test_widget_charts_take_the_ordinary_path():
     assert calls and calls[0]["on_select"] == "rerun"
 
 
-
 def _picker_page():
     import numpy as np
     import streamlit as st
@@ -95,6 +94,7 @@ def test_a_shared_widget_chart_sends_what_plotly_would_and_is_not_copied_per_run
     at.query_params["sel"] = 2
     at.run()
     assert _spec(at)["layout"]["shapes"][0]["x0"] == 0 and _spec(at)["layout"]["shapes"][0]["y0"] == 16
+
 
 def _table_page():
     import pandas as pd
