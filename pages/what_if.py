@@ -5,7 +5,7 @@ sections, and the helpers every section shares, are in pages/_ui/what_if_view.py
 import numpy as np
 import streamlit as st
 
-from pages._ui import cache, what_if_cache
+from pages._ui import what_if_cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
@@ -131,9 +131,8 @@ def shuffle_section() -> None:
         r, img = what_if_cache.wi_shuffle(ctx.spec, ctx.sha, pos, int(seed), ctx.image_bytes)
     left, right = st.columns(2)
     with left:
-        # encoded once per (image, shuffle) and shared: an array would be encoded again on every run
-        st.image(cache.encoded("wi_shuffled", (ctx.spec, ctx.sha, pos, int(seed)), figures.upscale_to, img, url=True),
-                 width="stretch", caption=f"The {N} patches shuffled (seed {int(seed)})")
+        st.image(v.picture_at("wi_shuffled", (pos, int(seed)), figures.upscale_to, img), width="stretch",
+                 caption=f"The {N} patches shuffled (seed {int(seed)})")
     with right:
         same = r.patch_diff < 1e-4
         box = st.success if (same != (pos == "learned")) else st.warning

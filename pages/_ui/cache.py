@@ -292,14 +292,14 @@ def encoded(kind: str, key: tuple, build: Callable[..., np.ndarray], *args, fmt:
         return figures.to_jpeg(img, width) if fmt == "jpeg" else figures.to_png(img)
     if not url:
         return heavy.PICTURES.get((kind, key, fmt, width), make)
-    return heavy.PICTURES.get((kind, key, fmt, width, "url"), lambda: figures.data_url(
-        heavy.PICTURES.get((kind, key, fmt, width), make)))
+    # only the URL is kept: the bytes beside it would hold the same picture twice in the byte-bounded cache
+    return heavy.PICTURES.get((kind, key, fmt, width, "url"), lambda: figures.data_uri(make()))
 
 
 def picture_url(kind: str, key: tuple, data: bytes) -> str:
     """JPEG or PNG bytes of the view ``key`` as a data URL for st.image, made once per view (see
     ``encoded``)."""
-    return heavy.PICTURES.get((kind, key, "url"), lambda: figures.data_url(data))
+    return heavy.PICTURES.get((kind, key, "url"), lambda: figures.data_uri(data))
 
 
 # --- training page -------------------------------------------------------------------------------

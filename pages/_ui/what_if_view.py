@@ -62,9 +62,13 @@ class View:
         return r
 
     def picture(self, kind: str, r, build, *args) -> str:
-        """``build(*args)`` as a JPEG data URL for st.image, drawn once per (model, image, change of
-        ``r``) and shared: st.image would encode the array again on every run of every student."""
-        return cache.encoded(kind, (self.ctx.spec, self.ctx.sha) + self._keys[id(r)], build, *args, url=True)
+        """``build(*args)`` for the change that made the run ``r`` (see ``picture_at``)."""
+        return self.picture_at(kind, self._keys[id(r)], build, *args)
+
+    def picture_at(self, kind: str, key: tuple, build, *args) -> str:
+        """``build(*args)`` as a JPEG data URL for st.image, drawn once per (model, image, ``key``) and
+        shared: st.image would encode the array again on every run of every student."""
+        return cache.encoded(kind, (self.ctx.spec, self.ctx.sha) + key, build, *args, url=True)
 
     def rollout_picture(self, r) -> str:
         return self.picture("wi_roll", r, self.with_rollout, r)
@@ -156,7 +160,7 @@ def truth_section(v: View) -> None:
         seed = 0
         rc = what_if_cache.wi_randomization(v.ctx.spec, v.ctx.sha, method, seed, v.ctx.image_bytes)
     strip = (wf.randomization_strip, v.a.image, rc.maps, rc.steps, rc.correlations)  # drawn once per map, shared
-    st.image(cache.encoded("wi_rand_strip", (v.ctx.spec, v.ctx.sha, method, seed), *strip, url=True), width="stretch",
+    st.image(v.picture_at("wi_rand_strip", (method, seed), *strip), width="stretch",
              caption="The map after each step (everything up to it re-initialised) and its "
                      "Spearman rank correlation with the original map.")
     cache.plotly_chart(v.chart("wi_corr", (method,), wf.correlation_chart, rc.steps, rc.correlations, method,
@@ -203,7 +207,7 @@ def patch_section(v: View) -> None:
         v.exports("patch-trajectory", {"norm": pv.norm_trajectory, "cos_cls": pv.cls_similarity,
                                        "cos_embedding": pv.self_similarity},
                   code + "print(v.norm_trajectory, v.cls_similarity, v.self_similarity)")
-    # Each picture is drawn and encoded once per (image, patch, layer, head) and shared; its PNG only on a click.
+    # Each picture is drawn once per (image, patch, layer, head) and shared; its PNG only on a click.
     views = [
         ("looks", "Where it looks" + (f" ({pv.looks_at_prefix[0]:.1%} on [CLS])" if n else ""),
          lambda: figures.overlay(v.big, pv.looks_at, "inferno", 0.6), {"looks_at": pv.looks_at}),
@@ -223,8 +227,7 @@ def patch_section(v: View) -> None:
     for i, (key, title, draw, arrays) in enumerate(views):
         with cols[i % 3]:
             st.markdown(f"**{title}**")
-            st.image(cache.encoded(f"wi_follow_{key}", (v.ctx.spec, v.ctx.sha, patch, layer, head), draw, url=True),
-                     width="stretch")
+            st.image(v.picture_at(f"wi_follow_{key}", (patch, layer, head), draw), width="stretch")
             v.exports(f"patch-{key}", arrays, code + f"print(v.{next(iter(arrays))})", (draw,))
     if v.C:
         with cols[2]:

@@ -53,20 +53,16 @@ def image_size(data: bytes) -> tuple[int, int]:
         return im.size
 
 
-def data_url(data: bytes) -> str:
-    """A ``data:`` URL of encoded JPEG or PNG bytes (told apart by their signature)."""
-    mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
 def data_uri(img: np.ndarray | bytes) -> str:
-    """A JPEG data URI of an (H, W, 3) uint8 image (or a data URI of JPEG or PNG bytes), for
-    ``go.Image(source=...)``.
+    """A ``data:`` URI of JPEG or PNG bytes (told apart by their signature), or of an (H, W, 3) uint8
+    image encoded as JPEG: for ``go.Image(source=...)``, ``st.image`` and HTML.
 
-    Shipping ``z`` instead makes plotly validate and serialise every pixel as JSON numbers
+    Shipping ``z`` to plotly instead makes it validate and serialise every pixel as JSON numbers
     (~70 ms and ~1 MB for 224 x 224); a JPEG source is ~2 ms and ~30 kB.
     """
-    return data_url(img if isinstance(img, bytes) else to_jpeg(img))
+    data = img if isinstance(img, bytes) else to_jpeg(img)
+    mime = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 # --- colour ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ No Streamlit here.
 """
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import io
@@ -47,10 +46,6 @@ class Step:
     title: str
     text: str
     figures: list[tuple[bytes, str]] = field(default_factory=list)
-
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _fig_png(fig: Figure, dpi: int = 110) -> bytes:
@@ -252,7 +247,7 @@ def build_handout(a: explain.Analysis, mf: explain.ModelFigures, class_names: li
         parts.append(f"<h2>{esc(st_.title)}</h2>")
         parts.append(f"<p>{st_.text}</p>")  # step texts are written here, not user input (escaped names)
         for png, caption in st_.figures:
-            parts.append(f'<figure><img src="{png_data_uri(png)}" alt="{esc(caption)}" />'
+            parts.append(f'<figure><img src="{figures.data_uri(png)}" alt="{esc(caption)}" />'
                          f"<figcaption>{esc(caption)}</figcaption></figure>")
         parts.append("</section>")
     link = f' Open the live app: <a href="{esc(app_url)}">{esc(app_url)}</a>.' if app_url else ""
