@@ -256,6 +256,7 @@ def shortcut_lesson() -> None:
 # --- once per process, when app.py (or deploy/hall.py) first imports this module -----------------
 heavy.limit_malloc_arenas()
 heavy.set_torch_threads()
+st_private.memoize_theme_messages()
 _touch_plotly()
 _touch_imaging()
 threading.Thread(target=_housekeeping, name="vit-housekeeping", daemon=True).start()

@@ -114,3 +114,43 @@ def test_closed_sessions_past_their_window_are_dropped_and_freed():
     assert st_private.expire_closed_sessions(Manager) == 3
     assert sum(r() is not None for r in alive) == 0
     assert st_private.expire_closed_sessions() is None  # no server in a test: the quiet fallback
+
+
+def _theme_message(populate):
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    msg = ForwardMsg()
+    ct = msg.new_session.custom_theme
+    parts = (ct, ct.light, ct.dark, ct.sidebar, ct.light.sidebar, ct.dark.sidebar)
+    names = ("", ".light", ".dark", ".sidebar", ".light.sidebar", ".dark.sidebar")
+    for part, name in zip(parts, names):
+        populate(part, "theme" + name)
+    return msg
+
+
+def test_theme_memo_sends_what_streamlit_builds_and_follows_a_reparsed_config():
+    from streamlit import config
+    from streamlit.runtime import app_session
+
+    assert st_private.memoize_theme_messages() is True
+    assert st_private.memoize_theme_messages() is True  # a second call does not wrap the memo again
+    memo = app_session._populate_theme_msg
+    build = memo.vx_build
+    assert not getattr(build, "vx_memo", False)
+    try:
+        config.get_config_options(force_reparse=True)
+        config.set_option("theme.primaryColor", "#123456")
+        config.set_option("theme.sidebar.backgroundColor", "#eeeeee")
+        first = _theme_message(memo)
+        assert first == _theme_message(build)
+        assert first.new_session.custom_theme.sidebar.background_color == "#eeeeee"
+        assert not first.new_session.custom_theme.HasField("dark")  # unset sections stay unset
+        assert _theme_message(memo) == first  # from the memo now
+        config.get_config_options(force_reparse=True)  # config.toml changed: Streamlit parses it again
+        config.set_option("theme.primaryColor", "#654321")
+        again = _theme_message(memo)
+        assert again.new_session.custom_theme.primary_color == "#654321"
+        assert not again.new_session.custom_theme.HasField("sidebar")
+        assert again == _theme_message(build)
+    finally:
+        config.get_config_options(force_reparse=True)
