@@ -2,7 +2,7 @@
 
 ``widgets.header`` calls ``lecture_chrome`` at the top of every page, so each page gets it without
 code of its own. Presentation mode is a plain ``?present=1`` query parameter (not a bound widget:
-bound booleans only accept true/false), which the sidebar toggle and the Exit button set and clear.
+bound booleans only accept true/false), which the toggle in Lecture tools and the Exit button set and clear.
 Previous/Next keep ``present`` and the image/model parameters in the URL through
 ``st.switch_page(..., query_params=...)``.
 """
@@ -19,108 +19,13 @@ from streamlit.errors import StreamlitAPIException
 
 from pages._ui import st_private
 from pages._ui.site import PAGES, ROOT, existing_pages
+from pages._ui.styles import CLICKER_JS, CSS_MARKER, PRESENT_CSS  # noqa: F401  (CSS_MARKER: tests)
 
 PRESENT_PARAM = "present"
 # Parameters that describe the talk's state (mode, image, model) rather than one page's view:
 # these travel with Previous/Next; everything else belongs to the page being left.
 KEEP_PARAMS = (PRESENT_PARAM, "model", "source", "sample")
-CSS_MARKER = "vit-present-mode"
 _PAGE_FILES = {str((ROOT / p[0]).resolve()): p for p in PAGES}  # resolved once, not on every page run
-
-PRESENT_CSS = f"""
-<style id="{CSS_MARKER}">
-/* {CSS_MARKER}: projector layout. Streamlit's chrome and the sidebar go away. */
-header[data-testid="stHeader"], [data-testid="stToolbar"], [data-testid="stMainMenu"],
-[data-testid="stAppDeployButton"], [data-testid="stStatusWidget"], [data-testid="stDecoration"],
-section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
-[data-testid="stExpandSidebarButton"], footer {{ display: none !important; }}
-/* Large type: Streamlit sizes almost everything in rem. */
-html {{ font-size: 21px !important; }}
-/* High contrast: pure black on white, no grey captions, thick focus outlines. */
-.stApp, [data-testid="stAppViewContainer"], [data-testid="stMain"] {{ background: #ffffff !important; color: #000000 !important; }}
-[data-testid="stMainBlockContainer"] {{ max-width: 100% !important; padding: 0.6rem 2.2rem 3rem 2.2rem !important; }}
-.stApp p, .stApp li, .stApp label, .stApp td, .stApp th {{ color: #000000 !important; }}
-.stApp p, .stApp li {{ font-size: 1.12rem; line-height: 1.45; }}
-[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {{ color: #111111 !important; opacity: 1 !important; font-size: 0.95rem !important; }}
-[data-testid="stTable"] td, [data-testid="stTable"] th {{ font-size: 0.95rem !important; color: #000000 !important; }}
-.stApp h1 {{ font-size: 2.3rem !important; font-weight: 800 !important; color: #000000 !important; padding-top: 0.2rem !important; }}
-.stApp h2, .stApp h3 {{ font-weight: 750 !important; color: #000000 !important; }}
-.stApp a {{ color: #0b3fb3 !important; text-decoration: underline !important; }}
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] p, [data-testid="stMetricValue"] div {{ font-size: 1.9rem !important; line-height: 1.2 !important; color: #000000 !important; font-weight: 700 !important; }}
-[data-testid="stMetricLabel"] p {{ font-size: 1rem !important; color: #000000 !important; }}
-.stApp button {{ border-width: 2px !important; border-color: #000000 !important; }}
-.stApp button p {{ font-weight: 700 !important; }}
-.stApp *:focus-visible {{ outline: 3px solid #0b3fb3 !important; }}
-/* Plotly's axis labels, titles and legends in black (data labels keep their own colours). */
-.js-plotly-plot .xtick text, .js-plotly-plot .ytick text, .js-plotly-plot .xtitle, .js-plotly-plot .ytitle,
-.js-plotly-plot .gtitle, .js-plotly-plot .legendtext, .js-plotly-plot .cbaxis text {{ fill: #000000 !important; }}
-/* The control bar stays on screen while a long page scrolls. */
-/* Fixed rather than sticky: Streamlit wraps the container in a box of its own height. */
-.st-key-vx_navbar {{ position: fixed; top: 0; left: 0; right: 0; z-index: 1000; background: #ffffff; padding: 0.25rem 2.2rem 0.35rem 2.2rem; border-bottom: 2px solid #000000; }}
-[data-testid="stMainBlockContainer"] {{ padding-top: 4.6rem !important; }}
-.st-key-vx_navbar button p {{ white-space: normal !important; overflow: visible !important; text-overflow: clip !important; line-height: 1.15; }}
-/* A phone that followed the QR code: the slide, large; no clicker hints, QR or Exit. */
-@media (max-width: 640px) {{
-  html {{ font-size: 17px !important; }}
-  [data-testid="stMainBlockContainer"] {{ padding: 4.2rem 0.7rem 2rem 0.7rem !important; }}
-  .st-key-vx_navbar {{ padding: 0.2rem 0.5rem 0.3rem 0.5rem; }}
-  .st-key-vx_navbar [data-testid="stColumn"] {{ min-width: 0 !important; }}
-  .st-key-_present_qr, .st-key-_present_exit, .vx-keys {{ display: none !important; }}
-  .st-key-vx_navbar [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; gap: 0.3rem !important; }}
-}}
-</style>
-"""
-
-# A presenter's clicker sends PageDown / PageUp: scroll the slide, and move on only at its end.
-# Streamlit's own button shortcuts would change page at once, so the keys are handled here.
-CLICKER_JS = """
-<script>
-(function () {
-  if (window.__vxClicker) return;
-  window.__vxClicker = true;
-  function scroller() {
-    const cands = [document.querySelector('[data-testid="stMainBlockContainer"]'),
-                   document.querySelector('[data-testid="stMain"]'),
-                   document.querySelector('[data-testid="stAppViewContainer"]'),
-                   document.scrollingElement];
-    for (const el of cands) { if (el && el.scrollHeight - el.clientHeight > 2) return el; }
-    return document.scrollingElement;
-  }
-  function press(key) {
-    const b = document.querySelector('.st-key-' + key + ' button');
-    if (b && !b.disabled) { b.click(); return true; }
-    return false;
-  }
-  window.addEventListener('keydown', function (e) {
-    if (!document.querySelector('.st-key-_present_next')) return;  // not in presentation mode
-    const t = e.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    const el = scroller();
-    const atEnd = el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
-    const atTop = el.scrollTop <= 2;
-    let handled = true;
-    if (e.key === 'ArrowRight') press('_present_next');
-    else if (e.key === 'ArrowLeft') press('_present_prev');
-    else if (e.key === 'PageDown' || (e.key === ' ' && !e.shiftKey)) {
-      if (atEnd) press('_present_next'); else el.scrollBy({top: el.clientHeight * 0.85});
-    } else if (e.key === 'PageUp') {
-      if (atTop) press('_present_prev'); else el.scrollBy({top: -el.clientHeight * 0.85});
-    } else handled = false;
-    if (handled) { e.preventDefault(); e.stopImmediatePropagation(); }
-  }, true);
-})();
-</script>
-"""
-
-# On every page: plotly's mode bar is hover-only on a mouse but always shown on touch, where it
-# prints over figure titles; and no image may be wider than a phone's screen.
-BASE_CSS = """
-<style>
-@media (hover: none) { .js-plotly-plot .modebar-container { display: none !important; } }
-[data-testid="stImage"] img, [data-testid="stImageContainer"] img { max-width: 100% !important; height: auto !important; }
-[data-testid="stMainBlockContainer"] { overflow-x: hidden; }
-</style>
-"""
 
 
 # --- where are we ---------------------------------------------------------------------------
@@ -309,8 +214,8 @@ def _is_local(url: str) -> bool:
 
 
 def share_box(page, large: bool = False) -> None:
-    """A "Share this view" popover: the link to this exact view (page, image, model, widget values)
-    and its QR code.
+    """The top bar's "QR" popover in presentation mode: the link to this exact view (page, image,
+    model, widget values) and its QR code.
 
     The popover's content is drawn only while it is open (``on_change="rerun"``): a class of 100 runs
     every page many times and almost never opens it, and the QR image, the link and the address box
@@ -322,27 +227,30 @@ def share_box(page, large: bool = False) -> None:
     pop = st.popover("QR" if large else "Share this view", icon=":material/qr_code_2:", width="stretch",
                      key=f"_share_open_{int(large)}", on_change="rerun",
                      help="A link and QR code for the audience" if large else None)
-    if not pop.open:
-        return
-    with pop:
-        st.button("Update to the current view", key=f"_share_refresh_{int(large)}", icon=":material/refresh:",
-                  type="tertiary")
-        override = st.session_state.get("_share_base", "")
-        url = share_url(page, override)
-        st.image(qr_png(url, scale=12 if large else 6), width=420 if large else 220,
-                 caption="Scan to open this view")
-        st.code(url, language=None, wrap_lines=True)
-        if _is_local(url):
-            lan = _lan_address()
-            port = urlsplit(url).port or 8501
-            hint = f" for example `http://{lan}:{port}`" if lan else ""
-            st.caption("This address only works on this computer. For phones in the room, start the app with "
-                       f"`--server.address 0.0.0.0` and type the address students can reach{hint}:")
-        # The box exists only while the popover is open, and Streamlit drops a widget's state when it
-        # is not drawn: the address is kept under a key of its own.
-        st.text_input("Address for the audience (optional)", value=override, key="_share_base_in",
-                      on_change=_keep_base, placeholder="http://192.168.1.20:8501",
-                      help="Replaces the scheme, host and port of the link.")
+    if pop.open:
+        with pop:
+            share_view(page, large)
+
+
+def share_view(page, large: bool = False) -> None:
+    """The link to this view, its QR code and the box for the address the audience can reach."""
+    st.button("Update to the current view", key=f"_share_refresh_{int(large)}", icon=":material/refresh:",
+              type="tertiary")
+    override = st.session_state.get("_share_base", "")
+    url = share_url(page, override)
+    st.image(qr_png(url, scale=12 if large else 6), width=420 if large else 220, caption="Scan to open this view")
+    st.code(url, language=None, wrap_lines=True)
+    if _is_local(url):
+        lan = _lan_address()
+        port = urlsplit(url).port or 8501
+        hint = f" for example `http://{lan}:{port}`" if lan else ""
+        st.caption("This address only works on this computer. For phones in the room, start the app with "
+                   f"`--server.address 0.0.0.0` and type the address students can reach{hint}:")
+    # The box exists only while the popover is open, and Streamlit drops a widget's state when it
+    # is not drawn: the address is kept under a key of its own.
+    st.text_input("Address for the audience (optional)", value=override, key="_share_base_in",
+                  on_change=_keep_base, placeholder="http://192.168.1.20:8501",
+                  help="Replaces the scheme, host and port of the link.")
 
 
 def _keep_base() -> None:
@@ -374,26 +282,45 @@ def handout_button(ctx, container=None) -> None:
 # --- the whole thing, from header() -----------------------------------------------------------
 
 
+LECTURE_TOOLS = "Lecture tools"
+
+
+def lecture_tools(page, ctx=None) -> None:
+    """The "Lecture tools" popover at the top right of every page: presentation mode, this view's
+    link and QR code, and the handout of the current image.
+
+    At the top of the page rather than the foot of the sidebar, where a popover has no room to open
+    on a 720-pixel projector. Drawn only while open (``on_change="rerun"``), like the share box:
+    closed, it is two elements on every run of every student instead of five (a heading, the
+    toggle, the share popover, the handout button and its deferred download), 0.9 ms of each page
+    run (BENCHMARKS "Lecture hall").
+    """
+    row = st.container(horizontal=True, horizontal_alignment="right", key="vx_tools")
+    pop = row.popover(LECTURE_TOOLS, icon=":material/co_present:", key="_lecture_open", on_change="rerun",
+                      help="Presentation mode for a projector, a link and QR code for this view, and a "
+                           "handout of your image")
+    if not pop.open:
+        return
+    with pop:
+        st.session_state["_present_toggle"] = False  # drawn only outside presentation mode
+        st.toggle("Presentation mode", key="_present_toggle", on_change=_toggle_changed,
+                  help="Projector layout: no sidebar or toolbar, large high-contrast type, a sticky "
+                       "Previous/Next bar. PageDown scrolls the page and moves on at its end (what a "
+                       "clicker sends); → and ← change page at once. Same as adding ?present=1 to the URL.")
+        st.markdown("**Share this view**")
+        share_view(page)
+        if ctx is not None:
+            handout_button(ctx, st)
+
+
 def lecture_chrome(ctx=None) -> None:
-    """Sidebar lecture tools on every page; in presentation mode also the CSS and the top bar."""
+    """The lecture tools on every page; in presentation mode the CSS and the top bar instead (which
+    has its own QR code and Exit)."""
     _pending_go()
     page = current_page()
-    present = is_present()
-    st.session_state["_present_toggle"] = present
-    side = st.sidebar
-    side.markdown("#### Lecture")
-    side.toggle("Presentation mode", key="_present_toggle", on_change=_toggle_changed,
-                help="Projector layout: no sidebar or toolbar, large high-contrast type, a sticky "
-                     "Previous/Next bar. PageDown scrolls the page and moves on at its end (what a "
-                     "clicker sends); → and ← change page at once. Same as adding ?present=1 to the URL.")
-    if not present:  # presentation mode has its own QR button in the top bar
-        with side:
-            share_box(page)
-    if ctx is not None:
-        handout_button(ctx, side)
-    st.html(BASE_CSS)
-    if present:
+    if is_present():
         st.html(PRESENT_CSS)
         st.html(CLICKER_JS, unsafe_allow_javascript=True)
         nav_bar(page)
-
+    else:
+        lecture_tools(page, ctx)

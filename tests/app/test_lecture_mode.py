@@ -123,28 +123,46 @@ def test_every_page_runs_in_presentation_mode(entry):
     prev, nxt = at.button(key="_present_prev"), at.button(key="_present_next")
     pages = present.talk()
     assert prev.disabled == (entry == pages[0]) and nxt.disabled == (entry == pages[-1])
-    assert at.toggle(key="_present_toggle").value is True
+    # no lecture tools on the projector: its top bar has the QR code and Exit
+    assert not _lecture_tools(at)
+    assert not [t for t in at.toggle if t.key == "_present_toggle"]
 
 
-def test_normal_mode_has_no_presentation_css_and_offers_share_and_handout():
+def _popovers(node):
+    """Every popover block under ``node`` (AppTest's ``get`` finds elements, not blocks)."""
+    for child in getattr(node, "children", {}).values():
+        if child.type == "popover":
+            yield child
+        yield from _popovers(child)
+
+
+def _lecture_tools(at: AppTest) -> list:
+    return [p for p in _popovers(at.main) if p.proto.popover.label == present.LECTURE_TOOLS]
+
+
+def test_normal_mode_has_no_presentation_css_and_offers_the_lecture_tools():
     at = run("history")
     assert present.CSS_MARKER not in _html(at)
-    assert at.toggle(key="_present_toggle").value is False
+    assert "modebar-container" in "".join(m.value for m in at.sidebar.markdown)  # the page-wide CSS
+    assert len(_lecture_tools(at)) == 1
+    # closed: no toggle, no link, no QR code, no handout (one element on every run, not five)
+    assert not at.toggle and not at.code and not at.get("image") and not at.get("download_button")
     assert not [b for b in at.button if b.key in ("_present_prev", "_present_next")]
+    at.session_state["_lecture_open"] = True  # the lecturer opens "Lecture tools"
+    at.run()
+    assert at.toggle(key="_present_toggle").value is False
+    assert at.get("image")  # the QR code
+    assert any(c.value.startswith("http://") and "/history" in c.value for c in at.code)
+    assert [d for d in at.get("download_button") if d.proto.label == "Handout of this image (HTML)"]
     at.toggle(key="_present_toggle").set_value(True)
     at.run()
     assert at.query_params["present"] == ["1"] or at.query_params["present"] == "1"
     assert present.CSS_MARKER in _html(at)
+    assert not _lecture_tools(at) and not at.toggle
     at.button(key="_present_exit").click()
     at.run()
     assert "present" not in at.query_params and present.CSS_MARKER not in _html(at)
-    assert not at.get("image") and not at.code  # the share popover is closed: nothing drawn in it
-    at.session_state["_share_open_0"] = True  # the student opens "Share this view"
-    at.run()
-    imgs = at.get("image")
-    assert imgs  # the QR code
-    codes = [c.value for c in at.code]
-    assert any(c.startswith("http://") and "/history" in c for c in codes)
+    assert len(_lecture_tools(at)) == 1 and not at.toggle  # back, closed
 
 
 def test_next_and_previous_walk_the_talk_keeping_the_params():
@@ -183,17 +201,17 @@ def test_share_url_drops_presentation_mode():
     assert present.qr_png(url)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_share_popover_draws_only_when_open_and_keeps_the_typed_address():
+def test_lecture_tools_draw_only_when_open_and_keep_the_typed_address():
     at = run("history")
     assert not at.code  # closed: no link, no QR code, no address box
-    at.session_state["_share_open_0"] = True
+    at.session_state["_lecture_open"] = True
     at.run()
     at.text_input(key="_share_base_in").set_value("192.168.1.7:8501").run()
     assert any(c.value.startswith("http://192.168.1.7:8501/history") for c in at.code)
-    at.session_state["_share_open_0"] = False  # closed: the box is gone, the address is not
+    at.session_state["_lecture_open"] = False  # closed: the box is gone, the address is not
     at.run()
     assert not at.code
-    at.session_state["_share_open_0"] = True
+    at.session_state["_lecture_open"] = True
     at.run()
     assert at.text_input(key="_share_base_in").value == "192.168.1.7:8501"
     assert any(c.value.startswith("http://192.168.1.7:8501/history") for c in at.code)

@@ -80,8 +80,11 @@ def test_handout_downloads_and_opens_offline(server, browser, tmp_path):
     settle(page)
     page.goto(server + "/history?sample=shapes-heart.png", wait_until="domcontentloaded")
     settle(page)
+    page.get_by_role("button", name="Lecture tools").click()  # the sidebar's popover, drawn when opened
+    handout = page.get_by_role("button", name="Handout of this image (HTML)")
+    handout.wait_for(timeout=60_000)
     with page.expect_download(timeout=120_000) as dl:
-        page.get_by_role("button", name="Handout of this image (HTML)").click()
+        handout.click()
     path = tmp_path / "handout.html"
     dl.value.save_as(path)
     assert dl.value.suggested_filename == "vit-handout-shapes-heart.html"
