@@ -154,10 +154,18 @@ class Student:
         except WebSocketException as err:
             raise Dropped(str(err)) from err
 
-    async def _recv(self, deadline: float) -> ForwardMsg:
+    async def _recv(self, deadline: float | None = None) -> ForwardMsg:
+        """The next forward-message; a PageTimeout at ``deadline`` (``time.monotonic()``), if given.
+
+        Page runs pass no deadline: ``_until_finished`` sets one timeout for the whole run, since one
+        per message was 8% of this tool's CPU, which a class on the same cores takes from the server.
+        """
         try:
-            async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+            if deadline is None:
                 raw = await self.ws.recv()
+            else:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    raw = await self.ws.recv()
         except WebSocketException as err:
             raise Dropped(str(err)) from err
         except TimeoutError:
@@ -261,12 +269,16 @@ class Student:
         return msg
 
     async def _until_finished(self, deadline: float, fragment: bool = False) -> None:
-        while True:
-            msg = await self._recv(deadline)
-            if msg.WhichOneof("type") == "script_finished" and (
-                    msg.script_finished in FULL_RUN_DONE
-                    or (fragment and msg.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY)):
-                return
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                while True:
+                    msg = await self._recv()
+                    if msg.WhichOneof("type") == "script_finished" and (
+                            msg.script_finished in FULL_RUN_DONE
+                            or (fragment and msg.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY)):
+                        return
+        except TimeoutError:
+            raise PageTimeout(f"[/{self.path}] no script_finished within {self.page_timeout:g} s") from None
 
     async def run_page(self, path: str | None = None, extra: list[WidgetState] = (),
                        record: bool = True) -> float:

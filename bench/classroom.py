@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "code (on each server)")
     p.add_argument("--seed", type=int, default=0, help="seed for photos and lecture pauses")
     p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--loop", choices=("auto", "asyncio"), default="auto",
+                   help="the students' event loop: auto takes uvloop when installed (streamlit[performance]), "
+                        "which halves this tool's CPU: in a class on this machine it shares the server's cores")
     args = p.parse_args(argv)
     if args.pause_max < args.pause_min:
         p.error("--pause-max is below --pause-min")
@@ -383,6 +386,7 @@ async def amain(args) -> dict:
         else:
             result = await run_class(base, args, pids, "target")
         result["server_log"] = str(servers[0].log) if args.app else None  # tracebacks of the exceptions
+        result["client_loop"] = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
         result["second_class"] = await run_class(base, args, pids, "second") if args.second_class else None
         result["baseline"], result["ratio_median_page"], result["ratio_wall"] = None, None, None
         if args.app:
@@ -405,6 +409,18 @@ async def amain(args) -> dict:
             srv.stop()
 
 
+def loop_factory(kind: str):
+    """uvloop's event loop for ``auto`` when it is installed, else asyncio's own (None)."""
+    if kind == "auto":
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop
+        except ImportError:
+            pass
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -414,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     try:
-        result = asyncio.run(amain(args))
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            result = runner.run(amain(args))
     except KeyboardInterrupt:
         print("interrupted: the servers this tool started are stopped", file=sys.stderr)
         return 130

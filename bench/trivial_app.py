@@ -6,15 +6,18 @@ file uploader (for the upload scenario). Environment:
 
     TRIVIAL_APP_PAGES   number of pages (default 13)
     TRIVIAL_APP_RAISE   1-based number of a page that raises ValueError (to test exception counting)
+    TRIVIAL_APP_SLOW    "PAGE:SECONDS": that page sleeps before it finishes (to test page timeouts)
 
     streamlit run bench/trivial_app.py
 """
 import os
+import time
 
 import streamlit as st
 
 N = max(1, int(os.environ.get("TRIVIAL_APP_PAGES", "13")))
 RAISE = int(os.environ.get("TRIVIAL_APP_RAISE", "0") or 0)
+SLOW_PAGE, _, SLOW_S = os.environ.get("TRIVIAL_APP_SLOW", "0:0").partition(":")
 
 
 def make_page(i: int):
@@ -28,6 +31,8 @@ def make_page(i: int):
                     "- one list item\n- another list item\n\nAnd a closing sentence.")
         if i == RAISE:
             raise ValueError(f"trivial page {i} raises on purpose")
+        if i == int(SLOW_PAGE or 0):
+            time.sleep(float(SLOW_S or 0))
 
     page.__name__ = f"page_{i}"  # st.Page derives the url path and the page's identity from it
     return page

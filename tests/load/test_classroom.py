@@ -61,6 +61,15 @@ def test_an_exception_in_a_page_is_counted_with_its_text(tmp_path):
     assert r["exception_texts"] == ["[/p2] ValueError: trivial page 2 raises on purpose"]
 
 
+def test_a_page_that_never_finishes_in_time_fails_that_student_only_with_a_page_timeout(tmp_path):
+    r = classroom(tmp_path, "--app", str(TRIVIAL), "--students", "2", "--scenario", "walk", "--timeout", "60",
+                  "--page-timeout", "1.5", env={"TRIVIAL_APP_PAGES": "3", "TRIVIAL_APP_SLOW": "2:4"})
+    assert r["finished"] == 0 and r["failed_sessions"] == 2  # page 2 takes 4 s: both give up there
+    assert r["failures"] == [["PageTimeout: [/p2] no script_finished within 1.5 s", 2]], r["failures"]
+    assert r["pages"][""]["n"] == 2 and "p3" not in r["pages"]  # the first page was timed, the third not reached
+    assert r["client_loop"] in ("uvloop", "asyncio")
+
+
 def test_uploads_go_through_the_uploader_widget(tmp_path):
     r = classroom(tmp_path, "--app", str(TRIVIAL), "--students", "2", "--scenario", "upload", "--timeout", "60",
                   env={"TRIVIAL_APP_PAGES": "2"})
