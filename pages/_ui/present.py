@@ -136,7 +136,7 @@ def nav_bar(page) -> None:
                        "<div class='vx-keys' style='font-size:0.62rem;line-height:1.1'>PageDown scrolls, "
                        "then moves on · → ←</div></div>", unsafe_allow_html=True)
         with c_qr, st.container(key="_present_qr"):
-            share_box(page, large=True)
+            share_box(page)
         with c_exit:
             st.button("Exit", key="_present_exit", on_click=_set_present, args=(False,), width="stretch")
         with c_next:
@@ -213,7 +213,7 @@ def _is_local(url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.startswith("127.")
 
 
-def share_box(page, large: bool = False) -> None:
+def share_box(page) -> None:
     """The top bar's "QR" popover in presentation mode: the link to this exact view (page, image,
     model, widget values) and its QR code.
 
@@ -224,12 +224,11 @@ def share_box(page, large: bool = False) -> None:
     fragment itself: a fragment costs Streamlit ~0.4 ms on every run (it snapshots the page's
     cursors), on every page of every student, for a box the lecturer opens a few times a lecture.
     """
-    pop = st.popover("QR" if large else "Share this view", icon=":material/qr_code_2:", width="stretch",
-                     key=f"_share_open_{int(large)}", on_change="rerun",
-                     help="A link and QR code for the audience" if large else None)
+    pop = st.popover("QR", icon=":material/qr_code_2:", width="stretch", key="_share_open_1", on_change="rerun",
+                     help="A link and QR code for the audience")
     if pop.open:
         with pop:
-            share_view(page, large)
+            share_view(page, large=True)
 
 
 def share_view(page, large: bool = False) -> None:
@@ -260,9 +259,8 @@ def _keep_base() -> None:
 # --- handout --------------------------------------------------------------------------------
 
 
-def handout_button(ctx, container=None) -> None:
+def handout_button(ctx) -> None:
     """Download button that builds the HTML handout of the current image only when clicked."""
-    box = container if container is not None else st.sidebar
 
     def build() -> bytes:
         from vit_core.render import handout
@@ -273,7 +271,7 @@ def handout_button(ctx, container=None) -> None:
                                      image_name=ctx.image_name).encode("utf-8")
 
     stem = Path(ctx.image_name).stem or "image"
-    box.download_button("Handout of this image (HTML)", data=build, file_name=f"vit-handout-{stem}.html",
+    st.download_button("Handout of this image (HTML)", data=build, file_name=f"vit-handout-{stem}.html",
                         mime="text/html", key="_handout", icon=":material/description:", on_click="ignore",
                         width="stretch", help="One self-contained HTML file: your image through every step, "
                         "with captions and figures. Opens offline; prints well.")
@@ -292,8 +290,8 @@ def lecture_tools(page, ctx=None) -> None:
     At the top of the page rather than the foot of the sidebar, where a popover has no room to open
     on a 720-pixel projector. Drawn only while open (``on_change="rerun"``), like the share box:
     closed, it is two elements on every run of every student instead of five (a heading, the
-    toggle, the share popover, the handout button and its deferred download), 0.9 ms of each page
-    run (BENCHMARKS "Lecture hall").
+    toggle, the share popover, the handout button and its deferred download; BENCHMARKS "Lecture
+    hall", seventh pass).
     """
     row = st.container(horizontal=True, horizontal_alignment="right", key="vx_tools")
     pop = row.popover(LECTURE_TOOLS, icon=":material/co_present:", key="_lecture_open", on_change="rerun",
@@ -310,7 +308,7 @@ def lecture_tools(page, ctx=None) -> None:
         st.markdown("**Share this view**")
         share_view(page)
         if ctx is not None:
-            handout_button(ctx, st)
+            handout_button(ctx)
 
 
 def lecture_chrome(ctx=None) -> None:

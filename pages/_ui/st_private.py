@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -163,8 +162,7 @@ def memoize_theme_messages() -> bool:
         build = app_session._populate_theme_msg
         if getattr(build, "vx_memo", False):
             return True
-        memo: dict[str, tuple[object, object, bool]] = {}
-        lock = threading.Lock()
+        memo: dict[str, tuple[object, object, bool]] = {}  # one assignment per entry: no lock needed
 
         def populate(msg, section: str = "theme") -> None:
             options = config._config_options
@@ -172,8 +170,7 @@ def memoize_theme_messages() -> bool:
             if hit is None or hit[0] is not options:
                 template = type(msg)()
                 build(template, section)
-                with lock:
-                    memo[section] = hit = (options, template, bool(template.ListFields()))
+                memo[section] = hit = (options, template, bool(template.ListFields()))
             if hit[2]:  # an unset section stays unset: merging an empty one would mark it present
                 msg.MergeFrom(hit[1])
 

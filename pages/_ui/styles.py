@@ -94,13 +94,11 @@ CLICKER_JS = """
 
 # On every page (drawn with the sidebar's heading): plotly's mode bar is hover-only on a mouse but
 # always shown on touch, where it prints over figure titles; and no image may be wider than a phone's
-# screen; the lecture tools sit in the page's top margin. No blank line inside: the markdown it rides
-# in must keep it one HTML block.
+# screen. No blank line inside: the markdown it rides in must keep it one HTML block.
 BASE_CSS = """
 <style>
 @media (hover: none) { .js-plotly-plot .modebar-container { display: none !important; } }
 [data-testid="stImage"] img, [data-testid="stImageContainer"] img { max-width: 100% !important; height: auto !important; }
 [data-testid="stMainBlockContainer"] { overflow-x: hidden; }
-.st-key-vx_tools { margin-top: -3.2rem; }
 </style>
 """
