@@ -7,7 +7,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header, metric_row
+from pages._ui.widgets import font_size, header, metric_row, row
 from vit_core.analysis import attention_views
 from vit_core.analysis import lecture as lec
 from vit_core.render import figures
@@ -26,12 +26,13 @@ D = a.tokens.shape[-1]
 M = int(cfg.embed_dim * cfg.mlp_ratio)
 n = a.num_prefix_tokens
 
-st.latex(r"\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right) V, \qquad "
-         r"\mathrm{MSA}(X) = [\,\mathrm{head}_1; \dots; \mathrm{head}_h\,]\, W_O")
-st.markdown(f"This model: **T = {T}** tokens ({n} extra + {T - n} patches), width **D = {D}**, "
-            f"**h = {h}** heads of **d_k = D / h = {d}** dimensions, **L = {L}** layers.")
-
-st.subheader("The shapes, one layer")
+# The formula, the sizes and the next heading: one element (st.latex is this same "$$" block of Markdown).
+FORMULA = (r"\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}\right) V, \qquad "
+           r"\mathrm{MSA}(X) = [\,\mathrm{head}_1; \dots; \mathrm{head}_h\,]\, W_O")
+st.markdown(f"$$\n{FORMULA}\n$$\n\n"
+            f"This model: **T = {T}** tokens ({n} extra + {T - n} patches), width **D = {D}**, "
+            f"**h = {h}** heads of **d_k = D / h = {d}** dimensions, **L = {L}** layers.\n\n"
+            "### The shapes, one layer")
 cache.table("app_shapes", (T, D, h, d), lambda: pd.DataFrame([
     ("X (LayerNorm of the tokens)", "T x D", f"{T} x {D}", f"{T * D:,}"),
     ("W_Q, W_K, W_V (all heads, one Linear D → 3D)", "D x 3D", f"{D} x {3 * D}", f"{3 * D * D:,}"),
@@ -56,17 +57,16 @@ st.markdown(f"Two matrix products touch T² numbers: **Q Kᵀ** (T x d_k times d
             f"projections and the MLP ({D} → {M} → {D}), is applied to each token on its own and grows only "
             f"linearly with T. Per layer: {lec.human_flops(fl.linear)} linear + {lec.human_flops(fl.quadratic)} "
             f"attention = **{lec.human_flops(fl.total)}**; the whole encoder about "
-            f"{lec.human_flops(fl.total * L)} per image.")
-
-st.subheader("Check: the formula is what the model did")
+            f"{lec.human_flops(fl.total * L)} per image.\n\n"
+            "### Check: the formula is what the model did")
 
 
 @st.fragment
 def check() -> None:
     """Layer and head: these controls rerun only this part."""
     # a wide gap: the layer slider's value sits at its right end, the head slider's at its left end,
-    # and side by side they read as one number ("4 1")
-    k1, _, k2 = st.columns([5, 1, 5], gap="large")
+    # and side by side they read as one number ("4 1"); one row, not columns with a spacer column
+    k1, k2 = row(2, gap="xxlarge")
     layer = k1.slider(f"Layer (1 to {L})", 1, L, L, key="app_layer", bind="query-params") - 1
     head = k2.slider(f"Head (1 to {h})", 1, h, 1, key="app_head", bind="query-params") - 1
     # float64 NumPy on a T x T matrix (~20 ms on ViT-B) from the layer's q, k and attention (not kept in
@@ -83,8 +83,8 @@ def check() -> None:
     with right:
         st.metric("Largest difference from the model's own attention", f"{sm.diff:.1e}")
         st.markdown(f"Recomputed here from the model's Q and K with NumPy in float64; the model computed it in "
-                    f"float32 inside PyTorch. Each row sums to 1 (largest error {sm.row_sum_error:.0e}).")
-        st.markdown(f"**Why divide by √d_k?** A dot product of two d_k-dimensional vectors grows with d_k. Here "
+                    f"float32 inside PyTorch. Each row sums to 1 (largest error {sm.row_sum_error:.0e}).\n\n"
+                    f"**Why divide by √d_k?** A dot product of two d_k-dimensional vectors grows with d_k. Here "
                     f"the raw scores q·k have a standard deviation of **{sm.raw.std():.2f}**; divided by √{d} = "
                     f"{np.sqrt(d):.2f} they have **{sm.scores.std():.2f}**, which keeps the softmax from "
                     "saturating on a single key early in training.")

@@ -1,11 +1,13 @@
 """5 · Attention maps: [CLS] attention in every layer and head, any patch's attention, rollout, distance."""
+from contextlib import nullcontext
+
 import streamlit as st
 
 from pages._ui import cache, present
 from pages._ui.cache import cls_mosaic, distances, rollout
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, code_box, font_size, header, take_away
+from pages._ui.widgets import clamp_state, code_box, font_size, header, row, take_away
 from vit_core.analysis import attention_views, explain, maps
 from vit_core.analysis import lecture as lec
 from vit_core.render import figures, recipes, style, views
@@ -37,13 +39,12 @@ if "att_q" not in st.session_state and "att_q" not in st.query_params:
 if BESIDE:
     lead, fig_col = st.columns([5, 6])
     lead.markdown(INTRO)
-    controls = lead.container(border=True)
+    with lead:
+        d1, d2 = row(2, border=True)
 else:
-    controls = st.container(border=True)
-with controls:
-    d1, d2 = st.columns(2, gap="medium")
-    cmap = d1.selectbox("Colour map", figures.CMAPS, key="att_cmap", bind="query-params")
-    alpha = d2.slider("Opacity of the map", 0.0, 1.0, 0.6, 0.05, key="att_alpha", bind="query-params")
+    d1, d2 = row(2, border=True)
+cmap = d1.selectbox("Colour map", figures.CMAPS, key="att_cmap", bind="query-params")
+alpha = d2.slider("Opacity of the map", 0.0, 1.0, 0.6, 0.05, key="att_alpha", bind="query-params")
 view = (ctx.spec, ctx.sha)
 look = (cmap, float(alpha))  # the display options: part of every picture's key
 
@@ -54,17 +55,17 @@ else:
     title = f"Where [CLS] looks: all {L} layers x {h} heads"
     tile = max(48, min(160, 900 // h))
     mos, shown, width = cls_mosaic(ctx.spec, ctx.sha, cmap, float(alpha), tile, a)
-    box = fig_col if BESIDE else st.container()
-    if BESIDE:  # beside the introduction, at most style.FOLD_PX tall: on screen without scrolling
-        box.markdown(f"**{title}**")
-        width = style.fit_width(mos.shape[1], mos.shape[0], style.FOLD_PX - 50, max_width=640)
-    else:
-        box.subheader(title)
-    box.image(cache.picture_url("att_mosaic", (ctx.spec, ctx.sha, cmap, float(alpha), tile), shown), width=width,
-              output_format="JPEG")
-    box.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
-                "scaled to its own range, so compare shapes, not brightness, between tiles.")
-    with box:
+    with fig_col if BESIDE else nullcontext():
+        if BESIDE:  # beside the introduction, at most style.FOLD_PX tall: on screen without scrolling
+            st.markdown(f"**{title}**")
+            width = style.fit_width(mos.shape[1], mos.shape[0], style.FOLD_PX - 50, max_width=640)
+        else:
+            st.subheader(title)
+        st.image(cache.picture_url("att_mosaic", (ctx.spec, ctx.sha, cmap, float(alpha), tile), shown), width=width,
+                 output_format="JPEG")
+        # Not the image's caption: a captioned image keeps its pixel width and overflows a phone.
+        st.caption(f"Rows: layers L1 (input side) to L{L}; columns: heads H1 to H{h}. Each tile is "
+                   "scaled to its own range, so compare shapes, not brightness, between tiles.")
         take_away("att_dl_mosaic", "cls-attention-layers-heads",
                   recipes.cls_mosaic(a, cmap, float(alpha), tile, mos), ctx)
 
@@ -74,14 +75,14 @@ st.subheader("Click a patch: where does it look?")
 @st.fragment
 def one_query() -> None:
     """Layer, head and query: these controls rerun only this part."""
-    c1, c2, c3 = st.columns([2, 1, 2], gap="medium")
+    c1, c2, c3 = row(3)
     layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
     head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
                         key="att_head", bind="query-params")
     query = c3.slider(f"Query token (0 = [CLS]; patch p is token p + {n}; or click the image)" if n else
                       "Query token (patch p is token p; or click the image)", 0, T - 1, key="att_q",
                       bind="query-params")
-    c3.caption(f"Query: {attention_views.query_label(a, query)}")
+    st.caption(f"Query: {attention_views.query_label(a, query)}")  # under the row: its places are widgets
     fs = font_size()
     left, right = st.columns(2)
     with left:
@@ -95,12 +96,12 @@ def one_query() -> None:
         st.image(cache.encoded("att_query", view + (layer, head, query) + look, *qimg.png, url=True), width="stretch",
                  output_format="JPEG")
         rows = a.attn[layer, :, query].astype("float32")  # (h, T), from the stored float16
-        row = rows.mean(0) if head == "mean" else rows[int(head) - 1]
-        top = int(row[n:].argmax()) + n
+        att_row = rows.mean(0) if head == "mean" else rows[int(head) - 1]
+        top = int(att_row[n:].argmax()) + n
         st.markdown(f"**{attention_views.token_label(a, query)}** in layer {layer + 1}, "
                     f"{'mean of heads' if head == 'mean' else 'head ' + head}: most attention "
-                    f"({row[top]:.1%}) on {attention_views.token_label(a, top)}"
-                    + (f"; {row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + "."
+                    f"({att_row[top]:.1%}) on {attention_views.token_label(a, top)}"
+                    + (f"; {att_row[:n].sum():.1%} on [CLS]" + (" and registers" if n > 1 else "") if n else "") + "."
                     + (" The query patch is outlined in cyan." if query >= n else ""))
         take_away("att_dl_query", f"attention-L{layer + 1}-{head}-q{query}", qimg, ctx)
     hsel = "mean" if head == "mean" else int(head) - 1
@@ -128,8 +129,8 @@ def one_query() -> None:
 one_query()
 
 if n:
-    st.subheader("Attention rollout: following attention through the layers")
-    st.markdown("Rollout first fuses the heads of each layer into one map (**head fusion**: their mean, "
+    st.markdown("### Attention rollout: following attention through the layers\n\n"
+                "Rollout first fuses the heads of each layer into one map (**head fusion**: their mean, "
                 "maximum or minimum, entry by entry), adds the residual connection (0.5 A + 0.5 I), "
                 "re-normalises each row and multiplies the layers together: R = A′ₗ … A′₁. Its [CLS] row "
                 "says how much each patch has flowed into [CLS] so far. The **discard ratio** zeroes the "
@@ -139,7 +140,7 @@ if n:
 @st.fragment
 def rollout_view() -> None:
     """Rollout depth, fusion and discard ratio: these controls rerun only this part."""
-    r1, r2, r3 = st.columns([2, 1, 1], gap="medium")
+    r1, r2, r3 = row(3)
     upto = r1.slider("Rollout after layer", 1, L, L, key="att_roll", bind="query-params")
     fusion = r2.selectbox("Head fusion", attention_views.FUSIONS, key="att_fusion", bind="query-params",
                           help=lec.GLOSSARY["head fusion"])

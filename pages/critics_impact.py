@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages._ui import cache
 from pages._ui.sidebar import sidebar
-from pages._ui.widgets import header
+from pages._ui.widgets import header, row
 from pages._ui.present import page_link
 from vit_core.analysis import lecture as lec
 
@@ -30,10 +30,10 @@ from data; the paper's Figures 3 and 4 show the cross-over as the pre-training s
 machine in under three days, with strong augmentation, regularisation and distillation from a CNN teacher.
 *How to train your ViT* (Steiner et al., 2021) found that augmentation and regularisation can be worth about
 ten times more data. Data still helps more for ViTs than for CNNs.
-""")
-    st.markdown("**See it happen.** Train a small ViT live on this computer and watch how it learns (and "
-                "over-fits) with little data." + (" The bundled Shapes ViT behind these pages was trained with the "
-                                                 "same code." if ctx.loaded.source == "bundled" else ""))
+
+**See it happen.** Train a small ViT live on this computer and watch how it learns (and over-fits) with little
+data.""" + (" The bundled Shapes ViT behind these pages was trained with the same code."
+            if ctx.loaded.source == "bundled" else ""))
     page_link("pages/train.py", "Train a ViT live", icon=":material/model_training:")
 
 with t_cost:
@@ -74,11 +74,9 @@ relative position. And nothing local is built in: the model learns where to look
 a CNN-like pyramid back into Transformers; ConvNeXt (Liu et al., 2022) modernised a ResNet with ideas from
 Transformers and matched Swin. Much of the gap came from training recipes and scale, not from attention alone.
 """)
-    c1, c2 = st.columns(2)
-    with c1:
-        page_link("pages/patch_embedding.py", "2 · Patch embedding: the convolution inside ViT")
-    with c2:
-        page_link("pages/attention.py", "5 · Attention maps: local and global heads")
+    c1, c2 = row(2)
+    page_link("pages/patch_embedding.py", "2 · Patch embedding: the convolution inside ViT", container=c1)
+    page_link("pages/attention.py", "5 · Attention maps: local and global heads", container=c2)
 
 with t_after:
     after = [e for e in lec.HISTORY if e.date > "2020-10-22"]
@@ -135,10 +133,12 @@ def _cell(spec: str, cls: int, scene: int, names: list[str], i: int, r, ov) -> N
                 f"Rollout on the object: {r.on_object:.1f}x chance.")
 
 
-st.divider()
-st.header("What did this model learn?", anchor="what-did-this-model-learn")
+# The rule and the heading open the section's text: one element, not three (st.divider is
+# Markdown's "---"; "## " is st.header's h2, its anchor the same slug).
+SECTION = "---\n\n## What did this model learn?"
 # cache.model_status: a file check re-asked every 20 s, not on each of a class's reruns.
 if cache.model_status(DEFAULT_SPEC).state == "unavailable":
+    st.markdown(SECTION)
     st.info("The bundled Shapes ViT is not built on this machine (`make model`), so there is nothing to show here.")
 else:
     has_stage1 = cache.model_status(STAGE1_SPEC).state != "unavailable"
@@ -147,6 +147,7 @@ else:
         ("Final model (stage 2: stripes off in half of each batch)", DEFAULT_SPEC)]
     names = list(cache.get_model(DEFAULT_SPEC).class_names)
     st.markdown(
+        f"{SECTION}\n\n"
         "The Shapes ViT behind these pages was trained in two stages on images whose object carries "
         "**class stripes**: besides its outline, each shape is filled with a stripe pattern whose angle "
         "and frequency depend on the class, so both cues name the class. **Stage 1** saw only striped "
@@ -155,7 +156,7 @@ else:
         "twice: as in training, and with the stripes turned off (`fill_texture = 0`). Object, position, "
         "size, rotation, colours and background are identical; only the stripes differ. Both models "
         "read both scenes, live.")
-    c1, c2 = st.columns([2, 1])
+    c1, c2 = row(2)
     cls_name = c1.selectbox("Class", names, index=shortcut_class(names),
                             key="shortcut_class", bind="query-params")
     scene = c2.number_input("Scene", 0, 999, 0, key="shortcut_scene", bind="query-params",
@@ -191,9 +192,8 @@ else:
         "ten classes the model card (`assets/models/shapes-vit/MODEL_CARD.md`; three fresh seeds of 1,000 "
         "scenes, chance 0.10) measures stage 1 at **0.948** with the stripes and **0.425** on the same "
         "scenes without them, and the final model at **0.960** with the stripes (worst seed 0.956) and "
-        "**0.957** without them.")
-    st.markdown("""
-**Stage 1 took a shortcut.** Geirhos et al. (2020, *Shortcut learning in deep neural networks*) describe how
+        "**0.957** without them.\n\n"
+        """**Stage 1 took a shortcut.** Geirhos et al. (2020, *Shortcut learning in deep neural networks*) describe how
 a network trained to lower its loss adopts whatever decision rule is easiest to find in its training data.
 Such a shortcut agrees with the intended rule on test images from the same distribution and fails as soon as
 that distribution shifts. Here the stripes are the shortcut: they show on nearly every patch of the object,

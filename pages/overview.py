@@ -61,7 +61,6 @@ if PRESENT:  # the slide's figures beside the introduction, on screen without sc
         st.caption(f"Left: your image as the model sees it, cut into patches. Right: where [CLS] gathered its "
                    f"information from (attention rollout after all {cfg.depth} layers).")
 
-st.subheader("The shape of the computation")
 steps = [
     ("Image", f"{C} x {H} x {W}", "after resize, crop and normalise"),
     ("Patches", f"{gh} x {gw} = {N} patches", f"each {C} x {P} x {P} = {C * P * P} values"),
@@ -77,13 +76,16 @@ boxes = "".join(
     f'<div class="vx-n">{note}</div></div>' + ('<div class="vx-arrow">&#10140;</div>' if i < len(steps) - 1 else "")
     for i, (title, shape, note) in enumerate(steps)
 )
-st.html(
-    "<style>.vx-flow{display:flex;flex-wrap:wrap;align-items:stretch;gap:.4rem}"
+# The heading and the flow in one element (the HTML is one line: one raw HTML block of the markdown)
+st.markdown(
+    "### The shape of the computation\n\n"
+    "<style>.vx-flow{display:flex;flex-wrap:wrap;align-items:stretch;gap:.4rem;margin-bottom:1rem}"
     ".vx-step{flex:1 1 9.5rem;border:2px solid #c2410c;border-radius:.6rem;padding:.5rem .7rem;background:#fff7ed}"
     ".vx-t{font-weight:700;font-size:1.05rem}.vx-s{font-size:1.3rem;font-weight:700;color:#9a3412;"
     "font-family:monospace;margin:.2rem 0}.vx-n{font-size:.95rem;color:#333}"
     ".vx-arrow{align-self:center;font-size:1.6rem;color:#c2410c}</style>"
-    f'<div class="vx-flow">{boxes}</div>'
+    f'<div class="vx-flow">{boxes}</div>',
+    unsafe_allow_html=True,
 )
 
 fs = font_size()

@@ -88,39 +88,39 @@ def follow_patch() -> None:
     cache.plotly_chart(cache.chart("emb_flat", view + (i, fs), charts.flat_patch, x, C,
                                 f"x_p for patch {i}: all red values, then green, then blue", font_size=fs),
                     key="emb_flat", config=PLOTLY_CONFIG)
-    st.caption(f"The order (channel, row, column) is the order of the weights in the convolution that "
-               f"implements E. Values are after normalisation: from {x.min():.2f} to {x.max():.2f} here.")
+    # the note on the chart and the next step's heading (project): one element
+    st.markdown(f"The order (channel, row, column) is the order of the weights in the convolution that "
+                f"implements E. Values are after normalisation: from {x.min():.2f} to {x.max():.2f} here.\n\n"
+                f"### Step 3: multiply by E, get {D:,} numbers")
 
     # --- project ---------------------------------------------------------------------------------
-    st.subheader(f"Step 3: multiply by E, get {D:,} numbers")
     cache.plotly_chart(cache.chart("emb_vec", view + (i, fs), charts.vector, a.patch_embed[i],
                                 f"x_p E + b for patch {i}: its embedding", font_size=fs),
                     key="emb_vec", config=PLOTLY_CONFIG)
     diff = a.conv_unfold_diff
     verdict = "equal up to float rounding" if diff < 1e-4 else "larger than float rounding: please report this"
-    st.markdown(
+    st.markdown(  # with the next step's heading (the whole matrix): one element
         f"In code, E is a **convolution** with a {P} x {P} kernel and stride {P}: the kernel never overlaps, so "
         f"it sees each patch exactly once. It is the same as cutting the patches out (unfold), flattening them "
         f"and multiplying by the weight reshaped to {flat_len:,} x {D:,}. Checked on your image, over all {N} "
-        f"patches and {D} dimensions, the largest difference between the two is **{diff:.1e}**: {verdict}.")
-
-    # --- the whole matrix ------------------------------------------------------------------------
-    st.subheader(f"Step 4: all patches at once, an {N} x {D} matrix")
+        f"patches and {D} dimensions, the largest difference between the two is **{diff:.1e}**: {verdict}.\n\n"
+        f"### Step 4: all patches at once, an {N} x {D} matrix")
+    # --- the whole matrix (its heading ends the markdown above) -----------------------------------
     lim = figures.clip_limit(a.patch_embed)
     hm = cache.chart("emb_matrix", view + (i, fs), figures.heatmap, a.patch_embed,
                      title=f"Patch embeddings of your image (row {i} outlined)", colorscale="RdBu_r",
                      xlabel="embedding dimension", ylabel="patch", height=460, zmin=-lim, zmax=lim, outline_row=i,
                      font_size=fs)
     cache.plotly_chart(hm, key="emb_matrix", config=PLOTLY_CONFIG)
-    st.caption(f"One row per patch, one column per dimension. The colour scale is clipped at ±{lim:.2f} "
-               "(the 99th percentile) so that a few large values do not wash out the rest.")
+    matrix_note = (f"One row per patch, one column per dimension. The colour scale is clipped at ±{lim:.2f} "
+                   "(the 99th percentile) so that a few large values do not wash out the rest.\n\n")
 
     # --- filters ---------------------------------------------------------------------------------
-    st.subheader("Step 5: what E has learned")
     mf = ctx.figures()
     k = len(mf.filter_pcs_var)
     pcs = recipes.filter_pcs(mf, 7, 96)
-    st.markdown(
+    st.markdown(  # the note on the matrix, the heading and its paragraph: one element
+        matrix_note + "### Step 5: what E has learned\n\n"
         f"Each of the {D} rows of E is a little {P} x {P} colour filter. Treating them as {D} samples and taking "
         f"their principal components gives the {k} patterns along which the filters differ most (paper Fig. 7, "
         f"left). Each tile is one component, scaled to show its full contrast; its label is the share of the "

@@ -70,23 +70,24 @@ with right:
     take_away("patches_dl_view", "model-view", model_view, ctx)
 
 rows = [f"| {i} | **{s.name}** | {s.text} |" for i, s in enumerate(plan.steps)]
-st.markdown("The preprocessing comes from the model's own data configuration (the same steps it was "
-            "trained and evaluated with):\n\n| | step | here |\n|---|---|---|\n" + "\n".join(rows))
 chan = "RGB"[:len(plan.mean)] if len(plan.mean) <= 3 else "".join(str(i) for i in range(len(plan.mean)))
 mean_s = ", ".join(f"{c} {m:.3f}" for c, m in zip(chan, plan.mean))
 std_s = ", ".join(f"{c} {s:.3f}" for c, s in zip(chan, plan.std))
-st.markdown(f"Normalising subtracts the mean **({mean_s})** and divides by the standard deviation "
+st.markdown("The preprocessing comes from the model's own data configuration (the same steps it was "
+            "trained and evaluated with):\n\n| | step | here |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            f"Normalising subtracts the mean **({mean_s})** and divides by the standard deviation "
             f"**({std_s})**, so the numbers the network gets range from **{a.patches.min():.2f}** to "
             f"**{a.patches.max():.2f}** for this image, not 0 to 255. The picture on the right undoes the "
             "normalisation so that you can look at it.")
 
 # --- 2. the grid and the sequence ------------------------------------------------------------------
-st.subheader(f"Step 2: {N} patches, read like words")
 if PRESENT:  # the grid is at the top of the slide
-    st.markdown(f"The grid at the top of the page, read as a **sequence** of {N} tokens, just like a sentence "
+    st.markdown(f"### Step 2: {N} patches, read like words\n\n"
+                f"The grid at the top of the page, read as a **sequence** of {N} tokens, just like a sentence "
                 f"of {N} words" + (", with one extra learned **[CLS]** token in front (borrowed from BERT) whose "
                                     "output will carry the answer:" if prefix else ":"))
 else:
+    st.subheader(f"Step 2: {N} patches, read like words")
     left, right = st.columns([3, 2])
     with left:
         numbered_grid("stretch")
@@ -97,10 +98,9 @@ else:
                        "will carry the answer." if prefix else
                        ". This model has no [CLS] token: it averages the patch tokens at the end."))
 seq = recipes.patch_grid(a, drawing.token_sequence, P, count, -(-(count + int(prefix > 0)) // 2), 80, prefix > 0)
-st.image(cache.encoded("patches_seq", view, *seq.png, url=True), width="stretch", output_format="JPEG")
-st.caption(f"The first {count} of {N} patch tokens (tinted in the grid above)"
-           + (", with [CLS] in front. " if prefix else ". ") +
-           f"In total: T = {N} + {prefix} = **{T} tokens**.")
+st.image(cache.encoded("patches_seq", view, *seq.png, url=True), width="stretch", output_format="JPEG",
+         caption=f"The first {count} of {N} patch tokens (tinted in the grid above)"
+                 + (", with [CLS] in front. " if prefix else ". ") + f"In total: T = {N} + {prefix} = {T} tokens.")
 take_away("patches_dl_seq", "token-sequence", seq, ctx)
 if prefix > 1:
     st.caption(f"This model also has {prefix - 1} register token(s) after [CLS]: extra learned tokens "
@@ -138,8 +138,8 @@ def what_if() -> None:
     left, right = st.columns([5, 6])
     with left:
         grid = recipes.patch_grid(a, drawing.grid_overlay, choice, 640)
-        st.image(cache.encoded("patches_whatif", view + (choice,), *grid.png, url=True), width="stretch", output_format="JPEG")
-        st.caption(f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
+        st.image(cache.encoded("patches_whatif", view + (choice,), *grid.png, url=True), width="stretch",
+                 output_format="JPEG", caption=f"{cur['gh']} x {cur['gw']} patches of {choice} x {choice} pixels.")
         take_away("patches_dl_whatif", f"grid-P{choice}", grid, ctx)
     with right:
         fs = font_size()

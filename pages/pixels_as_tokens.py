@@ -6,7 +6,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header, metric_row
+from pages._ui.widgets import font_size, header, metric_row, row
 from vit_core.analysis import lecture as lec
 from vit_core.render import lecture_charts
 
@@ -25,19 +25,20 @@ c1, c2, c3 = metric_row(3)
 c1.metric("Every colour value a token", f"{big:,}", help=f"(3 x 224 x 224)^2 = {values:,}^2")
 c2.metric("16 x 16 patches + [CLS]", f"{small:,}", help="(14 x 14 + 1)^2 = 197^2")
 c3.metric("Ratio", f"{big / small:,.0f} x")
-st.latex(rf"(3 \cdot 224 \cdot 224)^2 = {values:,}^2 = {big:,} \approx {big / 1e9:.1f}\ \text{{billion}}"
-         rf"\qquad\text{{vs.}}\qquad 197^2 = {small:,}".replace(",", "{,}"))
-st.caption(f"Attention scores in one head of one layer, for a 224 x 224 RGB image: about {lec.human_count(big)} "
-           f"against {small:,}. Even one pixel per token "
-           f"(RGB together) gives {lec.attention_entries(lec.pixel_tokens(224, per_value=False)):,} scores.")
-
-st.subheader("Try it: the cost for any image and patch size")
+# The formula (the "$$" block st.latex would send), what it counts and the next heading: one element.
+formula = (rf"(3 \cdot 224 \cdot 224)^2 = {values:,}^2 = {big:,} \approx {big / 1e9:.1f}\ \text{{billion}}"
+           rf"\qquad\text{{vs.}}\qquad 197^2 = {small:,}".replace(",", "{,}"))
+st.markdown(f"$$\n{formula}\n$$\n\n"
+            f"Attention scores in one head of one layer, for a 224 x 224 RGB image: about {lec.human_count(big)} "
+            f"against {small:,}. Even one pixel per token "
+            f"(RGB together) gives {lec.attention_entries(lec.pixel_tokens(224, per_value=False)):,} scores.\n\n"
+            "### Try it: the cost for any image and patch size")
 
 
 @st.fragment
 def calculator() -> None:
     """Image size, patch size and model, and what they cost: the three controls rerun only this part."""
-    k1, k2, k3 = st.columns([3, 3, 2])
+    k1, k2, k3 = row(3)
     size = k1.select_slider("Image size (pixels per side)", [32, 64, 96, 128, 160, 224, 256, 384, 512, 1024],
                             value=224, key="px_size", bind="query-params")
     patch = k2.select_slider("Patch size P (1 = single pixels)", [1, 2, 4, 7, 8, 14, 16, 28, 32], value=16,
@@ -66,10 +67,10 @@ def calculator() -> None:
         }, index=[r.label for r in rows])
 
     cache.table("px_costs", (size, patch, ref_name), cost_table)
-    if size % patch:
-        st.caption(f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be "
-                   "cropped.")
-    st.caption(f"Memory counts only the attention matrices (float32: 4 bytes per score) of {ref.name} "
+    # one caption for both notes
+    crop = (f"{size} is not a multiple of {patch}: the last {size % patch} pixels of each side would be "
+            "cropped.\n\n" if size % patch else "")
+    st.caption(crop + f"Memory counts only the attention matrices (float32: 4 bytes per score) of {ref.name} "
                f"(D = {ref.width}, {ref.heads} heads, {ref.layers} layers), as a forward pass with the "
                "probabilities kept would hold them. FLOPs count a multiply-add as 2: the linear layers cost "
                "24·T·D², the attention 4·T²·D per layer.")

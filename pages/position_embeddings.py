@@ -6,7 +6,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, metric_row, take_away
+from pages._ui.widgets import code_box, font_size, header, metric_row, row, take_away
 from vit_core.analysis import embeddings, maps, patches
 from vit_core.render import charts, figures, recipes, views
 
@@ -37,24 +37,31 @@ if st.session_state.get(KEY, 0) > N - 1:
 EXPLAIN = (f"Tile *i* shows the cosine similarity between the embedding of position *i* and those of all "
            f"{N} positions, laid out on the {gh} x {gw} grid. The tiles themselves sit where their "
            "position is in the image. Positions are numbered like the patches: position *p* is added to patch *p*.")
+
+
+def scale_radio(place) -> bool:
+    """Shared colour scale (True) or each tile its own."""
+    mode = place.radio("Colour scale", ["shared -1..1", "each tile its own"], horizontal=True,
+                       key="pos_scale", bind="query-params",
+                       help="Shared: every tile uses the same scale, so tiles can be compared. "
+                            "Own: each tile is stretched from its minimum to its maximum, as in the paper.")
+    return mode == "shared -1..1"
+
+
+def position_slider(place) -> int:
+    return place.slider("Position (reading order, from 0)", 0, N - 1, value=min(N - 1, (gh // 2) * gw + gw // 4),
+                        key=KEY, bind="query-params", help="Or click a tile in the grid. " + patches.convention(
+                            gw, N, model.num_prefix_tokens))
+
+
 if PRESENT:  # the grid is the first figure: beside the introduction and the controls, not below
     left, right = st.columns(2)
     right.markdown(INTRO + "\n\n" + EXPLAIN)
-    opt1 = opt2 = right
+    shared, i = scale_radio(right), position_slider(right)
 else:
-    st.subheader("Each position compared with every other")
-    st.markdown(EXPLAIN)
-    opt1, opt2 = st.columns([3, 2], gap="large")
-with opt2:
-    scale_mode = st.radio("Colour scale", ["shared -1..1", "each tile its own"], horizontal=True,
-                          key="pos_scale", bind="query-params",
-                          help="Shared: every tile uses the same scale, so tiles can be compared. "
-                               "Own: each tile is stretched from its minimum to its maximum, as in the paper.")
-shared = scale_mode == "shared -1..1"
-with opt1:
-    i = st.slider("Position (reading order, from 0)", 0, N - 1, value=min(N - 1, (gh // 2) * gw + gw // 4),
-                  key=KEY, bind="query-params", help="Or click a tile in the grid. " + patches.convention(
-                      gw, N, model.num_prefix_tokens))
+    st.markdown(f"### Each position compared with every other\n\n{EXPLAIN}")
+    at_left, at_right = row(2, gap="large")  # one row, not columns: the slider first, the radio beside it
+    i, shared = position_slider(at_left), scale_radio(at_right)
 r, c = patches.patch_cell(i, gw)
 where = patches.patch_label(i, gw, "position").capitalize()  # "Position 101 (row 7, column 3)"
 
@@ -105,6 +112,7 @@ m2.metric("5 or more cells apart", fmt(nf["far"]), help=f"Mean over the {nf['n_f
                                                         "cells apart in row or column.")
 m3.metric("Same row", fmt(rc["row"]))
 m4.metric("Same column", fmt(rc["col"]))
+found = ""
 if math.isnan(nf["far"]):
     st.caption(f"This grid is only {gh} x {gw}: no two positions are 5 cells apart.")
 else:
@@ -112,15 +120,16 @@ else:
     verdict = ("neighbours are clearly more alike than distant positions" if gap > 0.1 else
                "neighbours are only slightly more alike than distant positions" if gap > 0 else
                "this model shows no neighbour structure (untrained or little-trained embeddings look like this)")
-    st.markdown(
+    found = (
         f"In this model the embeddings of **neighbouring** positions have mean cosine similarity "
         f"**{fmt(nf['near'])}**; positions **5 or more cells apart**: **{fmt(nf['far'])}**: {verdict}. "
         f"Positions in the same row average {fmt(rc['row'])}, in the same column {fmt(rc['col'])}, "
-        f"elsewhere {fmt(rc['other'])}: that is the row and column striping you can see in the tiles.")
-st.markdown("Nothing in the architecture asks for this: the model only ever adds vector number *i* to "
-            "patch number *i*. Being close in the image helps predict what a patch means, so training "
-            "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
-            "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
+        f"elsewhere {fmt(rc['other'])}: that is the row and column striping you can see in the tiles.\n\n")
+WHY = ("Nothing in the architecture asks for this: the model only ever adds vector number *i* to "
+       "patch number *i*. Being close in the image helps predict what a patch means, so training "
+       "pulls nearby positions together. The paper also tried 2-D-aware and relative position "
+       "embeddings and found them no better than these plain 1-D ones (Appendix D.4).")
+st.markdown(found + WHY)  # one element for both paragraphs
 
 prof = cache.derived("pos_profile", (ctx.spec,), embeddings.distance_profile, sim)
 dfig = cache.chart("pos_dist", (ctx.spec, fs), lambda: charts.similarity_by_distance(
@@ -140,11 +149,12 @@ if prof.border_from is not None and prof.climb > 0.1:
 else:
     why = (f"Each dot is the mean over the pairs that far apart, and its size shows how many: {ends}, so the "
            "right end of the curve is its noisiest part.")
-st.caption("One dot per distance: the mean similarity of all pairs of positions that far apart; pairs in the "
-           "same row or column sit at whole-number distances, which is why those dots can stand out. " + why)
+# the note on the plot and the next section's heading (resizing): one element
+st.markdown("One dot per distance: the mean similarity of all pairs of positions that far apart; pairs in the "
+            "same row or column sit at whole-number distances, which is why those dots can stand out. " + why
+            + "\n\n### A different input size")
 
 # --- resizing --------------------------------------------------------------------------------------
-st.subheader("A different input size")
 img_size = cfg.img_size
 sizes = cache.derived("pos_sizes", (img_size, P), embeddings.input_size_options, img_size, P)
 if st.session_state.get("pos_size") not in (None, *sizes):

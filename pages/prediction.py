@@ -6,7 +6,7 @@ import torch
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, take_away
+from pages._ui.widgets import code_box, font_size, header, row, take_away
 from vit_core.analysis import attention_views, maps
 from vit_core.analysis import lecture as lec
 from vit_core.render import figures, recipes
@@ -51,9 +51,9 @@ def top_classes() -> None:
     with right:
         st.metric("Prediction", top[0][0], f"{top[0][1]:.1%} probability", delta_color="off",
                   delta_arrow="off")
-        if k > 1:
-            st.markdown(f"Runner-up: **{top[1][0]}** ({top[1][1]:.1%}).")
-        st.caption(f"Probabilities over all {C} classes sum to {a.probs.sum():.4f}.")
+        # one element for the runner-up and the sum
+        st.markdown((f"Runner-up: **{top[1][0]}** ({top[1][1]:.1%}).\n\n" if k > 1 else "")
+                    + f"Probabilities over all {C} classes sum to {a.probs.sum():.4f}.")
 
     st.subheader("The logit lens: what [CLS] predicts after each block", help=lec.GLOSSARY["logit lens"])
     st.markdown("Apply the model's final LayerNorm and head to [CLS] after block 1, 2, … as if the network "
@@ -71,7 +71,7 @@ def top_classes() -> None:
 @st.fragment
 def relevance() -> None:
     """Colour map and the two classes: these controls rerun only this part."""
-    s1, s2, s3 = st.columns(3)
+    s1, s2, s3 = row(3)
     cmap = s1.selectbox("Colour map", figures.CMAPS, key="pred_cmap", bind="query-params")
     c1 = s2.selectbox("Class A", opts, int(order[0]), format_func=name, key="pred_c1", bind="query-params")
     c2 = s3.selectbox("Class B", opts, int(order[min(1, C - 1)]), format_func=name, key="pred_c2",
@@ -128,13 +128,16 @@ else:
     st.success(f"Check: after the last block the lens gives exactly the model's output "
                f"(max difference {attention_views.lens_vs_output(a):.1e}).")
 
-    st.subheader("Which patches speak for a class? (Chefer et al., 2021)")
+RELEVANCE = "Which patches speak for a class? (Chefer et al., 2021)"
 if C and n == 0:
+    st.subheader(RELEVANCE)
     st.info("This model has no [CLS] token (it averages the patch tokens). Class-specific relevance "
             "reads the [CLS] row of the relevance matrix, so it is left out for this model.")
 elif C:
-    st.markdown("Rollout (page 5) is the same whatever the class. The relevance method of Chefer, Gur & "
-                "Wolf (2021, *Generic Attention-model Explainability*) back-propagates one class's score "
+    # the heading and its paragraph: one element (the help icon still ends the paragraph)
+    st.markdown(f"### {RELEVANCE}\n\n"
+                "Rollout (page 5) is the same whatever the class. The relevance method of Chefer, Gur & Wolf "
+                "(2021, *Generic Attention-model Explainability*) back-propagates one class's score "
                 "to every attention map, keeps the positive part of gradient x attention, averages the heads, "
                 "and accumulates it over the layers: **R ← R + Ā R**, where R starts as the identity (each token "
                 "relevant only to itself), Ā is that layer's gradient-weighted attention, and each layer adds "

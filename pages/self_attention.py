@@ -4,7 +4,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, code_box, font_size, header, metric_row, take_away
+from pages._ui.widgets import clamp_state, code_box, font_size, header, metric_row, row, take_away
 from vit_core.analysis import attention_views, patches
 from vit_core.model import Attention
 from vit_core.render import figures, recipes
@@ -39,18 +39,19 @@ def one_row() -> None:
     """Layer, head and query, and everything they drive: these controls rerun only this part."""
     def controls(stacked: bool) -> tuple[int, int, int]:
         """Layer and head side by side (far enough apart that their numbers never touch), then the
-        query: beside them in one row, or under them when ``stacked`` in a column."""
+        query: beside them in one row, or under them when ``stacked`` in a column. Its caption goes
+        under the row."""
         if stacked:
-            c1, c2 = st.columns(2, gap="large")
-            c3 = st.container()
+            c1, c2 = row(2, gap="large")
+            c3 = st  # the query under the row, full width
         else:
-            c1, c2, c3 = st.columns([1, 1, 2], gap="large")
+            c1, c2, c3 = row(3, gap="large")
         layer = c1.slider("Layer", 1, L, key="sa_layer", bind="query-params") - 1
         head = c2.slider("Head", 1, h, key="sa_head", bind="query-params") - 1
         query = c3.slider(f"Query token (0 = [CLS]; patch p is token p + {n}; or click a patch)" if n else
                           "Query token (patch p is token p; or click a patch)", 0, T - 1, key="sa_q",
                           bind="query-params")
-        c3.caption(f"Query: {attention_views.query_label(a, query)}")
+        st.caption(f"Query: {attention_views.query_label(a, query)}")
         return layer, head, query
 
     formula = (r"\text{score}_j = \frac{q \cdot k_j}{\sqrt{d}}, \qquad "
@@ -68,7 +69,7 @@ def one_row() -> None:
     qkv = cache.layer_qkv(ctx.spec, ctx.sha, layer, a)  # not kept in the analysis: recomputed, shared
     s = attention_views.attention_step(a, qkv, layer, head, query, cache.layer_attention(ctx.spec, ctx.sha, layer, a))
     fs = font_size()
-    row = view + (layer, head, query)
+    qview = view + (layer, head, query)
 
     with left:
         sel = query - n if query >= n else None
@@ -80,8 +81,8 @@ def one_row() -> None:
             st.button("Use [CLS] as the query", on_click=_cls, key="sa_cls")
     with right:
         st.markdown(f"#### Query: **{attention_views.query_label(a, query)}** · layer {layer + 1} · "
-                    f"head {head + 1}")
-        st.markdown(f"This head works in **d = {hd}** dimensions. The query is compared with all **T = {T}** "
+                    f"head {head + 1}\n\n"
+                    f"This head works in **d = {hd}** dimensions. The query is compared with all **T = {T}** "
                     f"tokens ({n} prefix + {T - n} patches), so this head scores **{T * T:,}** pairs "
                     "in this layer.")
         m1, m2, m3 = metric_row(3)
@@ -94,7 +95,7 @@ def one_row() -> None:
         st.latex(formula)
     st.subheader("1 · The query and a key")
     best = attention_views.token_label(a, s.best_key)
-    cache.plotly_chart(cache.chart("sa_qk", row + (fs,), figures.vector_bars,
+    cache.plotly_chart(cache.chart("sa_qk", qview + (fs,), figures.vector_bars,
                                 {"q (query)": s.q, f"k of {best}": s.k[s.best_key]},
                                 f"q and the key it matches best ({hd} numbers each)", font_size=fs),
                     key="sa_qk", config=PLOTLY_CONFIG)
@@ -108,14 +109,14 @@ def one_row() -> None:
     g1, g2 = st.columns(2)
     with g1:
         st.markdown(f"**Scores** q·k/√d: {s.scores[n:].min():.2f} (dark) to {s.scores[n:].max():.2f} (bright)")
-        st.image(cache.encoded("sa_scores", row, *scores.png, url=True), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("sa_scores", qview, *scores.png, url=True), width="stretch", output_format="JPEG")
         if n:
             st.markdown(f"Score of the **[CLS]** key: **{s.scores[0]:.2f}**"
                         + (f"; registers: {', '.join(f'{x:.2f}' for x in s.scores[1:n])}" if n > 1 else ""))
         take_away("sa_dl_scores", f"scores-L{layer + 1}-H{head + 1}-q{query}", scores, ctx)
     with g2:
         st.markdown(f"**Softmax weights**: up to {s.weights[n:].max():.1%} on one patch")
-        st.image(cache.encoded("sa_weights", row, *weights.png, url=True), width="stretch", output_format="JPEG")
+        st.image(cache.encoded("sa_weights", qview, *weights.png, url=True), width="stretch", output_format="JPEG")
         st.markdown(f"All patches together: **{s.weights[n:].sum():.1%}**"
                     + (f"; [CLS]: **{s.weights[0]:.1%}**" if n else ""))
         take_away("sa_dl_softmax", f"softmax-L{layer + 1}-H{head + 1}-q{query}", weights, ctx)
@@ -124,7 +125,7 @@ def one_row() -> None:
                f"**{s.softmax_diff:.1e}** (max difference).")
 
     st.subheader("4 · The weighted sum of the values")
-    cache.plotly_chart(cache.chart("sa_out", row + (fs,), figures.vector_bars,
+    cache.plotly_chart(cache.chart("sa_out", qview + (fs,), figures.vector_bars,
                                 {"Σ wⱼ vⱼ (recomputed here)": s.out, "attn @ v (the model's)": s.out_ref},
                                 f"What this head sends back to {attention_views.token_label(a, query)}",
                                 font_size=fs),
@@ -136,15 +137,15 @@ def one_row() -> None:
 
 one_row()
 
-st.subheader("Why patches, not pixels: attention costs T²")
-st.markdown("Every token scores every other token, so the attention matrix has T x T entries, per head "
+st.markdown("### Why patches, not pixels: attention costs T²\n\n"
+            "Every token scores every other token, so the attention matrix has T x T entries, per head "
             "and per layer. Try other sizes:")
 
 
 @st.fragment
 def cost() -> None:
     """The image and patch size: these inputs rerun only this part."""
-    k1, k2 = st.columns(2)
+    k1, k2 = row(2)
     size = k1.number_input("Image size (pixels per side)", 16, 2048, 224, step=16, key="sa_img",
                            bind="query-params")
     patch = k2.number_input("Patch size", 1, 64, 16, key="sa_patch", bind="query-params")

@@ -6,7 +6,7 @@ from pages._ui import cache, present
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import FAMILY_COLORS, PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header
+from pages._ui.widgets import font_size, header, row
 from vit_core.analysis import lecture as lec
 from vit_core.render import lecture_charts
 
@@ -26,8 +26,8 @@ st.caption("The formula counts every weight and bias of a ViT with 16 x 16 patch
            "give the patch size: /16 means 16 x 16 patches, /14 means 14 x 14 (more tokens, more compute). "
            f"The model loaded in this app has D = {cfg.embed_dim}, {cfg.depth} layers and {cfg.num_heads} heads.")
 
-st.subheader("The results (Table 2)")
-st.markdown("Accuracy after fine-tuning, against the compute it took to pre-train the model, in "
+st.markdown("### The results (Table 2)\n\n"
+            "Accuracy after fine-tuning, against the compute it took to pre-train the model, in "
             "**TPUv3-core-days**: one core-day is one TPU v3 core busy for 24 hours, and the paper writes "
             "thousands as k (0.23k = 230 core-days).", help=lec.GLOSSARY["core-days"])
 datasets = list(lec.RESULTS)
@@ -36,8 +36,7 @@ datasets = list(lec.RESULTS)
 @st.fragment
 def results() -> None:
     """One benchmark of Table 2: the selector reruns only this part."""
-    c1, _ = st.columns([2, 3])
-    dataset = c1.selectbox("Benchmark", datasets, key="num_dataset", bind="query-params")
+    dataset = st.selectbox("Benchmark", datasets, key="num_dataset", bind="query-params", width=420)
     rows = [r for r in lec.results_rows() if r["dataset"] == dataset]
     fs = font_size()
     left, right = st.columns([3, 2])
@@ -76,15 +75,15 @@ with st.expander("The whole of Table 2", expanded=present.is_present()):
     st.caption(lec.RESULTS_NOTE + " Accuracies are means over three fine-tuning runs; – : not reported. "
                "Compute in thousands of TPUv3-core-days (2.5k = 2,500).")
 
-st.subheader("What did it cost?")
-st.markdown("A **TPUv3-core-day** is one TPU v3 core busy for 24 hours. Renting is billed per hour, so the "
+st.markdown("### What did it cost?\n\n"
+            "A **TPUv3-core-day** is one TPU v3 core busy for 24 hours. Renting is billed per hour, so the "
             "bill is core-days x 24 x the price of a core-hour.")
 
 
 @st.fragment
 def bill() -> None:
     """Price and model: these inputs rerun only this part."""
-    m1, m2, _ = st.columns([2, 2, 1])
+    m1, m2 = row(2)
     price = m1.number_input("Price per TPUv3 core-hour (USD)", min_value=0.0, max_value=100.0, value=0.5, step=0.05,
                             format="%.2f", key="num_price", bind="query-params")
     model_key = m2.selectbox("Model", list(lec.MODEL_LABELS), format_func=lec.MODEL_LABELS.get, key="num_model",

@@ -9,7 +9,7 @@ from pages._ui import what_if_cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, header, png_later
+from pages._ui.widgets import clamp_state, header, png_later, row
 from pages._ui.what_if_view import MODE_NAMES, NAMES, POS_NAMES, View, patch_section, truth_section
 from vit_core.analysis import faithfulness, interventions
 from vit_core.render import figures
@@ -37,14 +37,15 @@ def toggle(chart_key: str) -> None:
 
 @st.fragment
 def hide_section() -> None:
-    st.subheader("Hide patches")
-    st.markdown("A ViT sees nothing but its sequence of patch tokens (paper Sec. 3.1), so hiding a patch takes "
+    st.markdown("### Hide patches\n\n"
+                "A ViT sees nothing but its sequence of patch tokens (paper Sec. 3.1), so hiding a patch takes "
                 "one word out of its sentence: if the prediction survives, the evidence was elsewhere. "
                 "Rollout (on the hidden image) shows where [CLS] looks instead.")
     page_link("pages/patches.py", "1 · Patches: how the image becomes tokens")
-    c1, c2 = st.columns(2)
+    c1, c2 = row(2)
     how = c1.radio("What to hide", ["click", "topk"], horizontal=True, key="wi_hide", bind="query-params",
-                   format_func={"click": "patches I click", "topk": "top-k of a map vs k random"}.get)
+                   format_func={"click": "patches I click", "topk": "top-k of a map vs k random"}.get,
+                   width="stretch")
     mode = c2.selectbox("Hidden patches show", interventions.MASK_MODES, format_func=MODE_NAMES.get,
                         key="wi_mode", bind="query-params")
     if how == "click":
@@ -85,7 +86,7 @@ def top_vs_random(mode: str) -> None:
         st.info("This model has no [CLS] token, and every map here reads the [CLS] row.")
         return
     clamp_state("wi_k", 1, N - 1)
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3 = row(3)
     method = c1.selectbox("Map", methods, index=1, format_func=NAMES.get, key="wi_map", bind="query-params")
     k = c2.slider("k (patches hidden)", 1, N - 1, max(1, N // 10), key="wi_k", bind="query-params")
     seed = c3.number_input("Seed of the random patches", 0, 9999, 0, key="wi_seed", bind="query-params")
@@ -120,13 +121,13 @@ def top_vs_random(mode: str) -> None:
 # --- shuffle, position embeddings, readout, size -------------------------------------------------
 @st.fragment
 def shuffle_section() -> None:
-    st.subheader("Shuffle the patches")
-    st.markdown("Self-attention treats its input as a set: only the position embeddings (Eq. 1) say where "
+    st.markdown("### Shuffle the patches\n\n"
+                "Self-attention treats its input as a set: only the position embeddings (Eq. 1) say where "
                 "a patch was. Without them a shuffle changes nothing but the order of the outputs.")
-    c1, c2 = st.columns([3, 1])
+    c1, c2 = row(2)  # the seed narrow, the radio the rest (as columns 3:1 were)
     pos = c1.radio("Position embeddings", interventions.POS_MODES, format_func=POS_NAMES.get, horizontal=True,
-                   key="wi_shuf_pos", bind="query-params")
-    seed = c2.number_input("Shuffle seed", 0, 9999, 1, key="wi_shuf_seed", bind="query-params")
+                   key="wi_shuf_pos", bind="query-params", width="stretch")
+    seed = c2.number_input("Shuffle seed", 0, 9999, 1, key="wi_shuf_seed", bind="query-params", width=200)
     with st.spinner("Shuffling and running the model twice…"):
         r, img = what_if_cache.wi_shuffle(ctx.spec, ctx.sha, pos, int(seed), ctx.image_bytes)
     left, right = st.columns(2)
@@ -154,8 +155,8 @@ def shuffle_section() -> None:
 
 @st.fragment
 def pos_readout_section() -> None:
-    st.subheader("Take the position embeddings away")
-    st.markdown("The paper found that the kind of position embedding (1-D, 2-D, relative) hardly matters, but "
+    st.markdown("### Take the position embeddings away\n\n"
+                "The paper found that the kind of position embedding (1-D, 2-D, relative) hardly matters, but "
                 "none at all costs ImageNet 5-shot accuracy: 61.4% instead of 64.2% (App. D.4, Table 8). "
                 "Here, for this image and a model trained with them:")
     with st.spinner("Running the model without position embeddings…"):
@@ -169,8 +170,8 @@ def pos_readout_section() -> None:
             "for pos in iv.POS_MODES:\n    print(pos, iv.forward_with(model, x, pos=pos).probs.max())")
     page_link("pages/position_embeddings.py", "3 · Position embeddings: what the model learned about places")
 
-    st.subheader("[CLS] or the mean of the patch tokens?")
-    st.markdown("The classifier reads the final [CLS] token. The paper tried averaging the patch tokens "
+    st.markdown("### [CLS] or the mean of the patch tokens?\n\n"
+                "The classifier reads the final [CLS] token. The paper tried averaging the patch tokens "
                 "instead (global average pooling): both work equally well, *if trained that way* (App. D.3, "
                 "Fig. 9). A model trained on one readout and read by the other shows what its tokens hold.")
     trained = "mean" if ctx.loaded.model.cfg.global_pool == "avg" else "cls"
@@ -189,8 +190,8 @@ def pos_readout_section() -> None:
 
 @st.fragment
 def size_section() -> None:
-    st.subheader("Another input size")
-    st.markdown("A ViT handles any number of patches; only its position embeddings come in one size. At a new "
+    st.markdown("### Another input size\n\n"
+                "A ViT handles any number of patches; only its position embeddings come in one size. At a new "
                 "resolution they are interpolated in 2-D by where they sit in the image (paper Sec. 3.2, "
                 "here with timm's `resample_abs_pos_embed`): one of the only two places where the 2-D "
                 "structure is put in by hand.")

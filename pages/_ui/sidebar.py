@@ -199,12 +199,12 @@ def sidebar() -> Ctx:
         st.info("Showing the bundled Shapes ViT instead.")
         spec, loaded = DEFAULT_SPEC, get_model(DEFAULT_SPEC)
     device = _device_label()
-    # One caption, not three: every element costs every student's run (see BENCHMARKS "Lecture hall").
-    st.sidebar.caption(("" if offered else status_line + "  \n") + f"{loaded.description}  \nDevice: {device}")
-    if loaded.source == "bundled":
-        st.sidebar.info("Running the bundled Shapes ViT (trained by this project, works offline). "
-                        "For ImageNet predictions pick an ImageNet model and download it, or before a "
-                        "lecture run `python -m vit_core.io.prefetch " + IMAGENET_DEFAULT + "`.")
+    # One caption, not four: every element costs every student's run (see BENCHMARKS "Lecture hall").
+    bundled_note = ("  \n\nThe bundled Shapes ViT was trained by this project and works offline. For "
+                    "ImageNet predictions pick an ImageNet model and download it, or before a lecture run "
+                    "`python -m vit_core.io.prefetch " + IMAGENET_DEFAULT + "`." if loaded.source == "bundled" else "")
+    st.sidebar.caption(("" if offered else status_line + "  \n") + f"{loaded.description}  \nDevice: {device}"
+                       + bundled_note)
     name, data, sha, source = _pick_image(loaded.source == "bundled")
     problem = image_problem(sha, data)
     if problem is not None:

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from pages._ui.cache import dataset_state, model_cost
-from pages._ui.widgets import metric_row
+from pages._ui.widgets import metric_row, row
 from vit_core.data import vision, zipdata
 from vit_core.model import ViTConfig
 from vit_core.training import jobs, plans
@@ -88,11 +88,11 @@ def _data(busy: bool) -> tuple[plans.Choices, bool, zipdata.ZipImages | None]:
     if key == "shapes":
         # The recipe the widgets start from: the chosen layout's (the widget is drawn below).
         base = plans.base_config(st.session_state.get("tr_layout", "quick"))
-        c1, c2 = st.columns([2, 3])
+        c1, c2 = row(2)  # the box as wide as its column was (2 of 5), the words the rest
         sets = sorted({*SHAPES_SETS, base.train_size or 0})
         n = c1.selectbox("Training images", sets, index=sets.index(base.train_size or 0),
                          format_func=lambda k: f"A fixed set of {k:,}" if k else "Fresh images every step (unlimited data)",
-                         key="tr_shapes_set", disabled=busy)
+                         key="tr_shapes_set", disabled=busy, width=420)
         c2.caption("Ten outline classes (circle, star, heart…) at random positions, sizes, colours and "
                    "backgrounds, rendered on the fly"
                    + (" (small models get an easier variant: larger shapes, no clutter, and faint stripes "
@@ -122,12 +122,12 @@ def _data(busy: bool) -> tuple[plans.Choices, bool, zipdata.ZipImages | None]:
 
 def _model(ch: plans.Choices, busy: bool) -> plans.Choices:
     st.subheader("2 · Model")
-    lc, rc = st.columns([3, 2])
+    lc, rc = row(2)  # rc's caption is written below, after the layout's widgets: it lands beside the box
     layout = lc.selectbox("Layout", list(LAYOUTS), index=1, format_func=lambda k: LAYOUTS[k][0], key="tr_layout",
                           disabled=busy)
     custom = None
     if layout == "custom":
-        c = st.columns(6)
+        c = row(6)
         img = c[0].selectbox("Image size", [32, 48, 64, 96, 128, 224], index=1, key="tr_img", disabled=busy)
         patches = [p for p in range(2, 33) if img % p == 0 and img // p >= 2]
         patch = c[1].selectbox("Patch size", patches, index=patches.index(8) if 8 in patches else 0,
@@ -166,7 +166,7 @@ def _training(ch: plans.Choices, busy: bool) -> plans.Choices:
     st.subheader("3 · Training")
     base = plans.base_config(ch.layout)
     cuda = pick_device("auto").type == "cuda"
-    c = st.columns(5)
+    c = row(5)
     lr = c[0].select_slider("Peak learning rate (AdamW)", LRS, value=base.lr, key="tr_lr", disabled=busy,
                             format_func=lambda v: f"{v:g}")
     wd = c[1].select_slider("Weight decay", [0.0, 0.01, 0.05, 0.1, 0.3], value=0.05, key="tr_wd", disabled=busy)
@@ -178,24 +178,28 @@ def _training(ch: plans.Choices, busy: bool) -> plans.Choices:
                               help="Validation accuracy and a 'watch it learn' snapshot each time.")
     ch = dataclasses.replace(ch, lr=lr, weight_decay=wd, warmup_steps=int(warm), batch_size=int(batch),
                              eval_every=int(evals))
-    c = st.columns([1, 2, 2])
+    # One row, as columns 1:2:2 drew it: the budget's kind (narrow), its amount, then the switches,
+    # stacked. A lone slider needs no box of its own; the epochs' caption goes under their input.
+    c = row(3)
     kind = c[0].radio("Budget", ["Seconds", "Epochs"], key="tr_budget", disabled=busy)
     if kind == "Seconds":
         ch = dataclasses.replace(ch, seconds=c[1].slider("Time budget (s)", 5, 900, 60, 5, key="tr_seconds",
                                                          disabled=busy), epochs=None)
     else:
-        ch = dataclasses.replace(ch, seconds=None, epochs=c[1].number_input("Epochs", 1, 200, 5, key="tr_epochs",
-                                                                            disabled=busy))
+        mid = c[1].container()
+        ch = dataclasses.replace(ch, seconds=None, epochs=mid.number_input("Epochs", 1, 200, 5, key="tr_epochs",
+                                                                           disabled=busy))
         fresh = ch.data == "shapes" and not ch.shapes_set
-        c[1].caption(f"= {plans.steps_for(ch):,} steps of {batch}"
-                     + (f" (fresh data: an epoch is counted as {plans.epoch_images(ch):,} images)" if fresh else ""))
-    augment = c[2].toggle("Augmentation", value=plans.default_augment(ch.data, ch.layout), key="tr_aug",
-                          disabled=busy, help="Random shifts and horizontal flips. Fine for Shapes, CIFAR-10 and "
-                                              "clothes; digits are not mirror-symmetric.")
-    use_compile = c[2].toggle("torch.compile", value=False, key="tr_compile", disabled=busy or not cuda,
-                              help="Compile the training forward pass (CUDA only): faster steps after a "
-                                   "compilation pause at the start.")
-    c[2].caption(f"Device: **{jobs.device_label()}**")
+        mid.caption(f"= {plans.steps_for(ch):,} steps of {batch}"
+                    + (f" (fresh data: an epoch is counted as {plans.epoch_images(ch):,} images)" if fresh else ""))
+    right = c[2].container()
+    augment = right.toggle("Augmentation", value=plans.default_augment(ch.data, ch.layout), key="tr_aug",
+                           disabled=busy, help="Random shifts and horizontal flips. Fine for Shapes, CIFAR-10 and "
+                                               "clothes; digits are not mirror-symmetric.")
+    use_compile = right.toggle("torch.compile", value=False, key="tr_compile", disabled=busy or not cuda,
+                               help="Compile the training forward pass (CUDA only): faster steps after a "
+                                    "compilation pause at the start.")
+    right.caption(f"Device: **{jobs.device_label()}**")
     return dataclasses.replace(ch, augment=augment, compile=use_compile)
 
 

@@ -13,7 +13,7 @@ from pages._ui import cache, what_if_cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import Ctx
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, exports, font_size, image_path
+from pages._ui.widgets import clamp_state, exports, font_size, image_path, row
 from vit_core.analysis import explain, faithfulness, patch_life
 from vit_core.model import count_params
 from vit_core.render import figures
@@ -105,11 +105,13 @@ class View:
 # --- do the maps tell the truth? ----------------------------------------------------------------
 @st.fragment
 def truth_section(v: View) -> None:
-    st.subheader("Do the maps tell the truth?")
+    title = "### Do the maps tell the truth?"
     if not v.has_cls:
+        st.markdown(title)
         st.info("This model has no [CLS] token, and every map here reads the [CLS] row.")
         return
-    st.markdown("**Deletion and insertion** (Petsiuk et al., 2018): hide the patches in the map's order, most "
+    st.markdown(f"{title}\n\n"
+                "**Deletion and insertion** (Petsiuk et al., 2018): hide the patches in the map's order, most "
                 "important first, and follow the probability of the predicted class; or start from a blurred "
                 "image and reveal them in that order. A faithful map makes the deletion curve fall fast "
                 "(small area) and the insertion curve rise fast (large area). A random order is the bar to beat.")
@@ -122,7 +124,7 @@ def truth_section(v: View) -> None:
                    f"{v.L + 2} re-initialised copies of this {params / 1e6:.1f}M-parameter model with a "
                    "backward pass each.")
         return
-    c1, c2 = st.columns(2)
+    c1, c2 = row(2)
     steps = int(c1.slider("Steps", 4, 48, 16, 4, key="wi_steps", bind="query-params"))
     start = c2.selectbox("Insertion starts from", ["blur", "mean"], format_func=MODE_NAMES.get,
                          key="wi_ins_base", bind="query-params")
@@ -174,8 +176,8 @@ def truth_section(v: View) -> None:
 # --- follow one patch ---------------------------------------------------------------------------
 @st.fragment
 def patch_section(v: View) -> None:
-    st.subheader("Follow one patch")
-    st.markdown("Pick a patch and a layer: whom the patch attends to, who attends to it, which tokens it "
+    st.markdown("### Follow one patch\n\n"
+                "Pick a patch and a layer: whom the patch attends to, who attends to it, which tokens it "
                 "resembles, how large its token has grown, and what the classifier would read from it.")
     if not st.toggle("Follow a patch", value=False, key="wi_follow", bind="query-params"):
         return
@@ -185,12 +187,12 @@ def patch_section(v: View) -> None:
     heads = ["mean"] + [str(h) for h in range(1, a.num_heads + 1)]
     if st.session_state.get("wi_head", "mean") not in heads:
         del st.session_state["wi_head"]
-    c1, c2, c3 = st.columns([2, 2, 1])
+    c1, c2, c3 = row(3)  # the head's box narrow, as columns 2:2:1 drew it
     patch = c1.slider("Patch (or click the image)", 0, N - 1, (gh // 2) * gw + gw // 2, key="wi_patch",
                       bind="query-params")
     layer = c2.slider("Layer (block)", 1, L, L, key="wi_layer", bind="query-params")
     head = c3.selectbox("Head", heads, key="wi_head", bind="query-params",
-                        format_func=lambda h: "mean of heads" if h == "mean" else f"head {h}")
+                        format_func=lambda h: "mean of heads" if h == "mean" else f"head {h}", width=200)
     pv = patch_life.follow(a, patch, layer, None if head == "mean" else int(head) - 1)
     left, right = st.columns(2)
     with left:

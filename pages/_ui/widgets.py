@@ -21,21 +21,27 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
     when not passed)."""
     ensure_app_navigation()
     present.lecture_chrome(ctx if ctx is not None else CURRENT.get())
-    st.title(title)
-    st.markdown(intro)
+    # The title is the introduction's first line: one element, not two, on every run (the page CSS
+    # styles any h1 alike).
+    st.markdown(f"# {title}" + (f"\n\n{intro}" if intro else ""))
 
 
 EXPORTS_LABEL = "Download"
 
 
-def metric_row(n: int) -> list:
-    """``n`` places side by side for ``st.metric``: one horizontal container, not ``st.columns(n)``.
+def row(n: int, gap: str = "medium", border: bool = False) -> list:
+    """``n`` places side by side (widgets, metrics, buttons): one horizontal container, not
+    ``st.columns(n)``.
 
-    The columns are ``n + 1`` layout elements, and every element is a message on every run of every
-    student: a class walking the pages pays for each (BENCHMARKS "Lecture hall").
+    Columns are ``n + 1`` layout elements, and every element is a message on every run of every
+    student: a class walking the pages pays for each (BENCHMARKS "Lecture hall"). The row's
+    elements share its width (``width="stretch"``) and wrap onto more lines on a narrow phone.
     """
-    row = st.container(horizontal=True, gap="medium")
-    return [row] * n
+    place = st.container(horizontal=True, gap=gap, border=border)
+    return [place] * n
+
+
+metric_row = row  # the same row; the name reads better beside st.metric
 
 
 def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+from streamlit.proto.GapSize_pb2 import GapSize
 from streamlit.testing.v1 import AppTest
 
 from pages._ui import site
@@ -270,7 +271,9 @@ def test_appendix_layer_and_head_sliders_stand_apart():
     at = run("appendix")
     layer, head = at.slider(key="app_layer"), at.slider(key="app_head")
     assert layer.label.startswith("Layer (1 to") and head.label.startswith("Head (1 to")
-    # the two sliders sit in different columns with a spacer column between them
-    holders = [i for i, c in enumerate(at.columns) if any(getattr(w, "key", None) in ("app_layer", "app_head")
-                                                           for w in c.children.values())]
-    assert len(holders) == 2 and holders[1] - holders[0] == 2, holders
+    # the two sliders sit side by side in one row, held apart by its widest gap
+    rows = [b for b in at.container
+            if {getattr(w, "key", None) for w in b.children.values()} >= {"app_layer", "app_head"}]
+    assert len(rows) == 1, rows
+    flex = rows[0].proto.flex_container
+    assert flex.direction == flex.HORIZONTAL and flex.gap_config.gap_size == GapSize.XXLARGE

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages._ui import cache, present
 from pages._ui.site import PAGES
+from tests.support.apptest import page_title
 
 ROOT = Path(__file__).resolve().parents[2]
 NARRATIVE = ("history", "pixels_as_tokens", "vit_in_numbers", "critics_impact", "appendix")
@@ -177,13 +178,13 @@ def test_next_and_previous_walk_the_talk_keeping_the_params():
     at.button(key="_present_next").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.title[0].value.startswith("Why not pixels")
+    assert page_title(at).startswith("Why not pixels")
     assert "present" in at.query_params
     assert at.selectbox(key="model").value == model
     assert at.selectbox(key="sample").value == "shapes-star.png"  # the same image, page after page
     at.button(key="_present_prev").click()
     at.run()
-    assert at.title[0].value == "A brief history"
+    assert page_title(at) == "A brief history"
 
 
 def test_share_url_drops_presentation_mode():

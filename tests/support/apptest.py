@@ -72,3 +72,9 @@ def open_all(at: AppTest) -> AppTest:
 def data_and_code(at: AppTest) -> list:
     """Every "Download" popover of the page (``widgets.exports``), wherever it is nested."""
     return list(_popovers(at._tree))
+
+
+def page_title(at: AppTest) -> str:
+    """The page's title: header() draws it as the first line ("# ...") of its introduction."""
+    first = next(m.value for m in at.main.markdown if m.value.startswith("# "))
+    return first.splitlines()[0][2:]
