@@ -75,7 +75,7 @@ st.subheader("Click a patch: where does it look?")
 @st.fragment
 def one_query() -> None:
     """Layer, head and query: these controls rerun only this part."""
-    c1, c2, c3 = row(3)
+    c1, c2, c3 = row(3, align="bottom")  # the query label wraps: the tracks still line up
     layer = c1.slider("Layer", 1, L, L, key="att_layer", bind="query-params") - 1
     head = c2.selectbox("Head", head_opts, format_func=lambda o: "mean of heads" if o == "mean" else f"head {o}",
                         key="att_head", bind="query-params")
@@ -140,7 +140,7 @@ if n:
 @st.fragment
 def rollout_view() -> None:
     """Rollout depth, fusion and discard ratio: these controls rerun only this part."""
-    r1, r2, r3 = row(3)
+    r1, r2, r3 = row(3, align="bottom")
     upto = r1.slider("Rollout after layer", 1, L, L, key="att_roll", bind="query-params")
     fusion = r2.selectbox("Head fusion", attention_views.FUSIONS, key="att_fusion", bind="query-params",
                           help=lec.GLOSSARY["head fusion"])

@@ -45,7 +45,7 @@ def one_row() -> None:
             c1, c2 = row(2, gap="large")
             c3 = st  # the query under the row, full width
         else:
-            c1, c2, c3 = row(3, gap="large")
+            c1, c2, c3 = row(3, gap="large", align="bottom")  # the query label wraps
         layer = c1.slider("Layer", 1, L, key="sa_layer", bind="query-params") - 1
         head = c2.slider("Head", 1, h, key="sa_head", bind="query-params") - 1
         query = c3.slider(f"Query token (0 = [CLS]; patch p is token p + {n}; or click a patch)" if n else

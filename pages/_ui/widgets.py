@@ -29,15 +29,16 @@ def header(title: str, intro: str, ctx: Ctx | None = None) -> None:
 EXPORTS_LABEL = "Download"
 
 
-def row(n: int, gap: str = "medium", border: bool = False) -> list:
+def row(n: int, gap: str = "medium", border: bool = False, align: str = "top") -> list:
     """``n`` places side by side (widgets, metrics, buttons): one horizontal container, not
     ``st.columns(n)``.
 
     Columns are ``n + 1`` layout elements, and every element is a message on every run of every
     student: a class walking the pages pays for each (BENCHMARKS "Lecture hall"). The row's
     elements share its width (``width="stretch"``) and wrap onto more lines on a narrow phone.
+    ``align="bottom"`` lines up sliders whose labels wrap onto different numbers of lines.
     """
-    place = st.container(horizontal=True, gap=gap, border=border)
+    place = st.container(horizontal=True, gap=gap, border=border, vertical_alignment=align)
     return [place] * n
 
 
