@@ -7,7 +7,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header, metric_row, row
+from pages._ui.widgets import font_size, header, row
 from vit_core.analysis import attention_views
 from vit_core.analysis import lecture as lec
 from vit_core.render import figures
@@ -46,7 +46,7 @@ cache.table("app_shapes", (T, D, h, d), lambda: pd.DataFrame([
 
 st.subheader("Where T² appears")
 fl = lec.layer_flops(T, D, M)
-c1, c2, c3, c4 = metric_row(4)
+c1, c2, c3, c4 = row(4)
 c1.metric("Scores per head and layer", f"{T * T:,}", help="T²")
 c2.metric(f"All {h} heads x {L} layers", f"{T * T * h * L:,}", help="h · L · T²")
 c3.metric("float32 memory for them", lec.human_bytes(lec.attention_bytes(T, h, L)))

@@ -4,7 +4,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, metric_row, take_away
+from pages._ui.widgets import code_box, font_size, header, row, take_away
 from vit_core.analysis import embeddings, maps, patches
 from vit_core.render import charts, figures, recipes, style
 
@@ -32,7 +32,7 @@ view = (ctx.spec, ctx.sha)
 
 def sizes() -> None:
     """How long a flattened patch is, how long its embedding, how large E."""
-    c1, c2, c3 = metric_row(3)
+    c1, c2, c3 = row(3)
     c1.metric("Flattened patch", f"{C} x {P} x {P} = {flat_len:,}")
     c2.metric("Embedding size D", f"{D:,}")
     c3.metric("Matrix E (+ bias)", f"{flat_len:,} x {D:,} (+ {D:,})")
@@ -137,7 +137,7 @@ def follow_patch() -> None:
     st.subheader("Step 6: add [CLS] and the position embeddings")
     parts = embeddings.embedding_parts(model, a.grid, a.patch_embed, a.tokens[0])
     prefix = parts["prefix"]
-    s1, s2, s3 = metric_row(3)
+    s1, s2, s3 = row(3)
     s1.metric("Patch embeddings", f"{N} x {D}")
     s2.metric({0: "no [CLS] token", 1: "+ [CLS] in front"}.get(prefix, f"+ [CLS] and {prefix - 1} registers"),
               f"{T} x {D}")
@@ -151,7 +151,7 @@ def follow_patch() -> None:
         "gives a different token. Without it, the Transformer would see a bag of patches with no order.")
 
     pn, qn = parts["patch_norm"], parts["pos_norm"]
-    t1, t2, t3 = metric_row(3)
+    t1, t2, t3 = row(3)
     t1.metric(f"Size of x_p E, patch {i}", f"{pn[i]:.2f}", help="Euclidean norm of the vector")
     t2.metric("Size of its position embedding", f"{qn[i]:.2f}")
     t3.metric("Their ratio", f"{pn[i] / max(qn[i], 1e-12):.2f}")

@@ -4,7 +4,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, metric_row, take_away
+from pages._ui.widgets import code_box, font_size, header, row, take_away
 from vit_core.analysis import patches
 from vit_core.io import images
 from vit_core.render import charts, drawing, figures, recipes, style
@@ -124,7 +124,7 @@ def what_if() -> None:
                                    "show what the token count and the attention cost would be.")
     cur = patches.token_counts(H, W, choice, prefix)
     ref = patches.token_counts(H, W, P, prefix)
-    m1, m2, m3, m4 = metric_row(4)
+    m1, m2, m3, m4 = row(4)
     m1.metric("Grid", f"{cur['gh']} x {cur['gw']}")
     m2.metric("Patches N", f"{cur['N']:,}", delta=None if choice == P else f"{cur['N'] - ref['N']:+,} vs model",
               delta_color="off")

@@ -6,7 +6,7 @@ from pages._ui import cache
 from pages._ui.present import page_link
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import font_size, header, metric_row, row
+from pages._ui.widgets import font_size, header, row
 from vit_core.analysis import lecture as lec
 from vit_core.render import lecture_charts
 
@@ -21,7 +21,7 @@ header("Why not pixels as tokens?",
 values = lec.pixel_tokens(224)  # 3 * 224 * 224
 vit_t = lec.num_tokens(224, 16)  # 197
 big, small = lec.attention_entries(values), lec.attention_entries(vit_t)
-c1, c2, c3 = metric_row(3)
+c1, c2, c3 = row(3)
 c1.metric("Every colour value a token", f"{big:,}", help=f"(3 x 224 x 224)^2 = {values:,}^2")
 c2.metric("16 x 16 patches + [CLS]", f"{small:,}", help="(14 x 14 + 1)^2 = 197^2")
 c3.metric("Ratio", f"{big / small:,.0f} x")

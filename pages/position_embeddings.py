@@ -6,7 +6,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import code_box, font_size, header, metric_row, row, take_away
+from pages._ui.widgets import code_box, font_size, header, row, take_away
 from vit_core.analysis import embeddings, maps, patches
 from vit_core.render import charts, figures, recipes, views
 
@@ -105,7 +105,7 @@ def fmt(v: float) -> str:
     return "0.00" if out == "-0.00" else out
 
 
-m1, m2, m3, m4 = metric_row(4)
+m1, m2, m3, m4 = row(4)
 m1.metric("Neighbours", fmt(nf["near"]), help=f"Mean cosine similarity over the {nf['n_near']} pairs of "
                                                "positions next to each other (up, down, left, right).")
 m2.metric("5 or more cells apart", fmt(nf["far"]), help=f"Mean over the {nf['n_far']} pairs at least 5 "

@@ -4,7 +4,7 @@ import streamlit as st
 from pages._ui import cache, present
 from pages._ui.sidebar import sidebar
 from pages._ui.site import PLOTLY_CONFIG
-from pages._ui.widgets import clamp_state, code_box, font_size, header, metric_row, row, take_away
+from pages._ui.widgets import clamp_state, code_box, font_size, header, row, take_away
 from vit_core.analysis import attention_views, patches
 from vit_core.model import Attention
 from vit_core.render import figures, recipes
@@ -85,7 +85,7 @@ def one_row() -> None:
                     f"This head works in **d = {hd}** dimensions. The query is compared with all **T = {T}** "
                     f"tokens ({n} prefix + {T - n} patches), so this head scores **{T * T:,}** pairs "
                     "in this layer.")
-        m1, m2, m3 = metric_row(3)
+        m1, m2, m3 = row(3)
         m1.metric("Highest score", f"{s.scores.max():.2f}", help=attention_views.token_label(a, s.best_key))
         m2.metric("Its weight", f"{s.weights.max():.1%}")
         m3.metric("Weights sum to", f"{s.weights.sum():.4f}")
@@ -152,7 +152,7 @@ def cost() -> None:
     if size % patch:
         st.warning(f"{patch} does not divide {size}: the last {size % patch} pixels of each side are cropped.")
     tc = patches.token_cost(int(size), int(patch))
-    r1, r2, r3 = metric_row(3)
+    r1, r2, r3 = row(3)
     r1.metric("Tokens T (patches + [CLS])", f"{tc.tokens:,}")
     r2.metric("Attention entries T²", f"{tc.entries:,}")
     r3.metric("Pixels as tokens: (3·S·S)²", f"{tc.pixel_entries:,}")

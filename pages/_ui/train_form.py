@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from pages._ui.cache import dataset_state, model_cost
-from pages._ui.widgets import metric_row, row
+from pages._ui.widgets import row
 from vit_core.data import vision, zipdata
 from vit_core.model import ViTConfig
 from vit_core.training import jobs, plans
@@ -149,7 +149,7 @@ def _model(ch: plans.Choices, busy: bool) -> plans.Choices:
                f"{vit.patch_size} px, +1 [CLS] token = **{cost['tokens']} tokens** of width {vit.embed_dim}; "
                f"{vit.depth} blocks of {vit.num_heads} heads, MLP {vit.mlp_ratio:g}× wide.")
     gf = lambda g: f"{g * 1e3:,.1f} M" if g < 1 else f"{g:.2f} G"  # noqa: E731
-    m = metric_row(5)
+    m = row(5)
     m[0].metric("Parameters", f"{cost['vit_params']:,}")
     m[1].metric("FLOPs / image", gf(cost["vit_gflops"]))
     m[2].metric("Training FLOPs", f"≈ {3 * cost['vit_gflops'] * 1e3:,.0f} M" if cost["vit_gflops"] < 0.3

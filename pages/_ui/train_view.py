@@ -16,7 +16,7 @@ import streamlit as st
 
 from pages._ui import cache
 from pages._ui.site import FAMILY_COLORS, PLOTLY_CONFIG, ROOT, USER_MODELS
-from pages._ui.widgets import metric_row
+from pages._ui.widgets import row
 from vit_core.analysis.embeddings import GRID_GAP_CLEAR, neighbour_vs_far
 from vit_core.render import charts, drawing, figures
 from vit_core.training import jobs, runs
@@ -76,7 +76,7 @@ def metrics(job: runs.Job) -> None:
     last = lg.last if lg else None
     if lg is not None and len(job.plan.legs) > 1:
         st.caption(f"Numbers for **{lg.name}** (run {job.current + 1} of {len(job.plan.legs)}); the curves show all.")
-    c = metric_row(6)
+    c = row(6)
     c[0].metric("Step", f"{last.step:,}" if last else "0")
     c[1].metric("Loss", f"{last.loss:.3f}" if last else "–",
                 help="Training cross-entropy (label-smoothed); on Shapes the ViT's also includes the "
@@ -208,14 +208,14 @@ def _saved(path: Path, class_run: bool) -> None:
              if class_run else f"in the sidebar's **Model** list of this session (not anyone else's), as "
                                f"*Trained here: {path.stem}*")
     st.success(f"Saved as `{rel}` (+ `.json`). It is {where}.", icon=":material/save:")
-    row = st.container(horizontal=True)
-    row.button("Explain this model", key="tr_explain", icon=":material/visibility:",
-               on_click=_open_in_explainer, args=(f"file:{path}",))
+    actions = st.container(horizontal=True)
+    actions.button("Explain this model", key="tr_explain", icon=":material/visibility:",
+                   on_click=_open_in_explainer, args=(f"file:{path}",))
     if st.session_state.pop("tr_open", False):  # the picker's state (bound to ?model=) goes along
         st.switch_page(str(ROOT / "pages" / "overview.py"), query_params={})  # None would refuse: bound
     if path.stat().st_size / 2**20 <= MAX_DOWNLOAD_MB:
-        row.download_button("Download (zip)", model_zip(path), file_name=f"{path.stem}.zip",
-                            mime="application/zip", key="tr_dl", icon=":material/download:")
+        actions.download_button("Download (zip)", model_zip(path), file_name=f"{path.stem}.zip",
+                                mime="application/zip", key="tr_dl", icon=":material/download:")
 
 
 def result(job: runs.Job, mgr: jobs.JobManager, own: bool) -> None:
@@ -239,9 +239,9 @@ def your_models(paths: list[Path]) -> None:
         return
     with st.expander(f"Your trained models ({len(paths)}), kept for this browser session"):
         for i, path in enumerate(paths):
-            row = st.container(horizontal=True, vertical_alignment="center")
-            row.markdown(f"`{path.stem}` · {path.stat().st_size / 2**20:.1f} MB")
+            line = st.container(horizontal=True, vertical_alignment="center")
+            line.markdown(f"`{path.stem}` · {path.stat().st_size / 2**20:.1f} MB")
             if path.stat().st_size / 2**20 <= MAX_DOWNLOAD_MB:
-                row.download_button("Download", lambda p=path: model_zip(p), file_name=f"{path.stem}.zip",
-                                    mime="application/zip", key=f"tr_dl_{i}", icon=":material/download:",
-                                    on_click="ignore")
+                line.download_button("Download", lambda p=path: model_zip(p), file_name=f"{path.stem}.zip",
+                                     mime="application/zip", key=f"tr_dl_{i}", icon=":material/download:",
+                                     on_click="ignore")

@@ -42,8 +42,6 @@ def row(n: int, gap: str = "medium", border: bool = False, align: str = "top") -
     return [place] * n
 
 
-metric_row = row  # the same row; the name reads better beside st.metric
-
 
 def png_button(img, filename: str, key: str, label: str = "Download PNG") -> None:
     """A PNG download of the image array ``img``, encoded only when the button is clicked (a
