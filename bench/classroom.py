@@ -253,7 +253,7 @@ def summarize(students: list[Student], wall: float, label: str, before, peak, af
     # What each student's page said when the watch ended, digits kept (a queue position is news).
     statuses = Counter(" ".join(st.statuses[-1].split())[:80] for st in students if st.statuses)
     queue = [q for st in students for s in st.statuses if (q := queue_position(s)) is not None]
-    all_runs = [v.seconds for st in students for v in st.visits]
+    pooled = stats([v.seconds for st in students for v in st.visits])  # every page run of every student
     return {
         "label": label,
         "students": len(students),
@@ -263,8 +263,8 @@ def summarize(students: list[Student], wall: float, label: str, before, peak, af
         "wall_s": round(wall, 3),
         "page_list": [{"url_path": p.url_pathname, "title": p.page_name} for p in page_list],
         "pages": pages,
-        "median_page_s": stats(all_runs)["p50"],
-        "all_runs": stats(all_runs),  # every page run of every student, pooled
+        "median_page_s": pooled["p50"],
+        "all_runs": pooled,
         "open": {k: v for k, v in stats([st.open_s for st in students if st.open_s is not None]).items()},
         "upload": stats([st.upload_s for st in students if st.upload_s is not None]),
         "exceptions": sum(len(st.exceptions) for st in students),
